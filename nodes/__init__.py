@@ -1,0 +1,12 @@
+"""Node tables of the pack. Each family module holds thin V1 node classes; none imports comfy at
+import time (the single adapter module `comfy_adapter` is imported when a node runs)."""
+
+from . import prompt_nodes
+
+_FAMILIES = (prompt_nodes,)
+
+NODE_CLASS_MAPPINGS: dict = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+for _family in _FAMILIES:
+    NODE_CLASS_MAPPINGS.update(_family.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_family.NODE_DISPLAY_NAME_MAPPINGS)

@@ -1,0 +1,45 @@
+"""Load the pack the way ComfyUI does: as a package under its own name, never with the repository
+root itself on sys.path (ComfyUI owns a top-level module called `nodes`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "comfyui_framelevel"
+
+
+def _load_pack():
+    existing = sys.modules.get(PACKAGE)
+    if existing is not None and Path(existing.__file__).resolve().parent == ROOT:
+        return existing
+    spec = importlib.util.spec_from_file_location(
+        PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACKAGE] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_load_pack()
+
+
+def pytest_collection_modifyitems(config, items):
+    has_comfy = bool(os.environ.get("COMFYUI_PATH")) and Path(os.environ["COMFYUI_PATH"], "comfy").is_dir()
+    try:
+        import torch
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        has_gpu = False
+    skip_comfy = pytest.mark.skip(reason="needs a ComfyUI checkout: set COMFYUI_PATH to it")
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "comfyui" in item.keywords and not has_comfy:
+            item.add_marker(skip_comfy)
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(skip_gpu)
