@@ -1,0 +1,129 @@
+"""Nodes for frame-level prompts: schedule text -> per-latent prompts -> CONDITIONING; MODEL patch."""
+
+from __future__ import annotations
+
+from .core.prompts import FORMATS, KEY_UNITS, LENGTH_UNITS, compile_prompt_schedule
+from .validation import require
+
+FRAME_PROMPTS = "FL_FRAME_PROMPTS"
+CATEGORY = "FrameLevel/Prompts"
+
+EXAMPLE_STORY = """{
+  "1": "A red fox walks through a snowy pine forest at dawn, wide shot, eye level.",
+  "8": "The same red fox stops at a frozen stream and sniffs the ice, medium shot.",
+  "15": "The same red fox leaps across the stream, low angle, snow spraying."
+}"""
+
+
+def _adapter():
+    from . import comfy_adapter  # imported when a node runs: only this module imports comfy
+    return comfy_adapter
+
+
+class FrameLevelPromptSchedule:
+    DESCRIPTION = ("Turns story text into one prompt per latent frame (Wan: 81 pixel frames = 21 latent "
+                   "frames). Accepts the paper's JSON {\"1\": ...} (1-based latent frames), a JSON list or "
+                   "plain lines (spread evenly), or keyframe lines `0: text` in latent frames, pixel "
+                   "frames or seconds. A prompt holds until the next keyframe.")
+    CATEGORY = CATEGORY
+    FUNCTION = "compile"
+    RETURN_TYPES = (FRAME_PROMPTS, "STRING")
+    RETURN_NAMES = ("frame_prompts", "preview")
+    OUTPUT_TOOLTIPS = ("One prompt per latent frame; connect to FrameLevelTextEncode.",
+                       "Readable table: latent range, pixel range, time and prompt of each run.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "text": ("STRING", {"multiline": True, "default": EXAMPLE_STORY, "tooltip":
+                         "Story text. JSON object keys are 1-based LATENT frames; keyframe-line keys are "
+                         "0-based in the unit chosen by key_unit; plain lines are spread evenly."}),
+                "length": ("INT", {"default": 81, "min": 1, "max": 100000, "tooltip":
+                           "Length of the video, in the unit chosen by length_unit (81 pixel frames = 21 "
+                           "latent frames; Wan clips have 4k+1 pixel frames)."}),
+                "length_unit": (list(LENGTH_UNITS), {"default": "pixel", "tooltip":
+                                "Whether length counts pixel frames or latent frames."}),
+            },
+            "optional": {
+                "format": (list(FORMATS), {"default": "auto", "tooltip":
+                           "How to read the text; auto detects {...} JSON, [...] lists, `key: text` "
+                           "keyframe lines and plain lines."}),
+                "key_unit": (list(KEY_UNITS), {"default": "pixel", "tooltip":
+                             "Unit of keyframe-line keys: latent frames, pixel frames or seconds (0-based). "
+                             "Not used by the JSON object format, whose keys are 1-based latent frames."}),
+                "fps": ("FLOAT", {"default": 16.0, "min": 0.1, "max": 240.0, "step": 0.1, "tooltip":
+                        "Frames per second of the video (Wan 2.1: 16); used for keys in seconds and the "
+                        "preview."}),
+                "prefix": ("STRING", {"default": "", "multiline": False, "tooltip":
+                           "Text put before every frame prompt (style, subject description)."}),
+                "suffix": ("STRING", {"default": "", "multiline": False, "tooltip":
+                           "Text put after every frame prompt."}),
+            },
+        }
+
+    def compile(self, text, length, length_unit, format="auto", key_unit="pixel", fps=16.0,
+                prefix="", suffix=""):
+        # PromptScheduleError names the line, the value and the fix; it fails before any model work.
+        schedule = compile_prompt_schedule(text, length=length, unit=length_unit, fps=fps, fmt=format,
+                                           key_unit=key_unit, prefix=prefix, suffix=suffix)
+        return (schedule, schedule.preview())
+
+
+class FrameLevelTextEncode:
+    DESCRIPTION = ("Encodes every distinct prompt of a frame-prompt schedule once with the text encoder and "
+                   "returns a CONDITIONING that carries one prompt per latent frame. Sample it with a MODEL "
+                   "patched by FrameLevelCrossAttention: an unpatched model sees only the first prompt.")
+    CATEGORY = CATEGORY
+    FUNCTION = "encode"
+    RETURN_TYPES = ("CONDITIONING",)
+    OUTPUT_TOOLTIPS = ("Conditioning with per-latent-frame text; use as positive (or negative) of any "
+                       "sampler running a FrameLevelCrossAttention model.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "clip": ("CLIP", {"tooltip": "Wan's text encoder (umt5-xxl) from CLIPLoader with type wan."}),
+            "frame_prompts": (FRAME_PROMPTS, {"tooltip":
+                              "Per-latent-frame prompts from FrameLevelPromptSchedule."}),
+        }}
+
+    def encode(self, clip, frame_prompts):
+        require(clip is not None, "clip", None, "no text encoder is connected",
+                "connect CLIPLoader (type wan) to clip; a checkpoint without a text encoder has none")
+        require(hasattr(frame_prompts, "unique"), "frame_prompts", type(frame_prompts).__name__,
+                "this is not a frame-prompt schedule", "connect FrameLevelPromptSchedule's frame_prompts")
+        return (_adapter().encode_frame_text(clip, frame_prompts),)
+
+
+class FrameLevelCrossAttention:
+    DESCRIPTION = ("Patches a Wan MODEL (a clone; the input MODEL is untouched) so that the video tokens of "
+                   "each latent frame attend only to that frame's prompt (the paper's frame-level "
+                   "cross-attention), with Wan's exact 512-token padding semantics. Works with LoRAs loaded "
+                   "before or after, CFG with a global or frame-level negative, and I2V (image tokens stay "
+                   "global). Conditioning without frame prompts behaves exactly as before.")
+    CATEGORY = "FrameLevel/Model"
+    FUNCTION = "patch"
+    RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("The patched Wan model; connect to any sampler.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "A Wan 2.1/2.2 video model from UNETLoader (Load Diffusion Model)."}),
+        }}
+
+    def patch(self, model):
+        return (_adapter().apply_frame_level_cross_attention(model),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "FrameLevelPromptSchedule": FrameLevelPromptSchedule,
+    "FrameLevelTextEncode": FrameLevelTextEncode,
+    "FrameLevelCrossAttention": FrameLevelCrossAttention,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "FrameLevelPromptSchedule": "Frame-Level Prompt Schedule",
+    "FrameLevelTextEncode": "Frame-Level Text Encode",
+    "FrameLevelCrossAttention": "Frame-Level Cross-Attention (Wan)",
+}
