@@ -1,4 +1,4 @@
-"""The API of frame-level cross-attention and its plain-torch implementations.
+"""The API of frame-level cross-attention: prompt packing, shape checks and the dispatching entry.
 
 Semantics (paper eq. 1, with Wan's padding kept exact): for batch item z and latent frame f the
 `tokens_per_frame` query rows of that frame attend over the keys of segment `frame_prompt[z, f]`
@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from . import dispatch
+from .reference import frame_cross_attention_reference
+from .sdpa import frame_cross_attention_batched, frame_cross_attention_grouped
+
+__all__ = [
+    "PackedPrompts", "pack_prompts", "frame_cross_attention", "frame_cross_attention_reference",
+    "frame_cross_attention_batched", "frame_cross_attention_grouped",
+]
 
 
 @dataclass(frozen=True)
@@ -120,84 +128,54 @@ def _check_shapes(q, k, v, frame_prompt, tokens_per_frame, heads):
                          f"= {frames * tokens_per_frame}")
     if channels % heads:
         raise ValueError(f"q channels {channels} are not divisible by heads={heads}")
-    if k.shape[-1] != channels or v.shape != k.shape:
+    if k.ndim != 2 or k.shape[-1] != channels or v.shape != k.shape:
         raise ValueError(f"k/v must be [rows, {channels}] with equal shapes, got {tuple(k.shape)} and {tuple(v.shape)}")
 
 
-def frame_cross_attention_grouped(q, k, v, frame_prompt, seg_start, seg_len, *, heads,
-                                  tokens_per_frame, key_bias=None, scale=None):
-    """Plain torch, any device, differentiable: queries grouped by prompt, one SDPA per prompt.
-
-    K/V of a prompt are never copied per frame; every frame using prompt p is one batch row of
-    the SDPA call for p.
-    """
-    batch, length, channels = q.shape
-    frames = frame_prompt.shape[1]
-    head_dim = channels // heads
-    q_frames = q.reshape(batch * frames, tokens_per_frame, heads, head_dim).transpose(1, 2)
-    out = torch.zeros_like(q_frames)
-    routing = frame_prompt.reshape(-1)
-    starts, lengths = seg_start.tolist(), seg_len.tolist()
-    for prompt in torch.unique(routing).tolist():
-        rows = torch.nonzero(routing == prompt).squeeze(1)
-        start, size = starts[prompt], lengths[prompt]
-        if size == 0:
-            continue
-        kp = k[start:start + size].reshape(size, heads, head_dim).transpose(0, 1).unsqueeze(0)
-        vp = v[start:start + size].reshape(size, heads, head_dim).transpose(0, 1).unsqueeze(0)
-        mask = None
-        if key_bias is not None:
-            mask = key_bias[start:start + size].to(q.dtype).view(1, 1, 1, size)
-        attended = F.scaled_dot_product_attention(
-            q_frames.index_select(0, rows), kp.expand(rows.numel(), -1, -1, -1),
-            vp.expand(rows.numel(), -1, -1, -1), attn_mask=mask, scale=scale)
-        out = out.index_copy(0, rows, attended)
-    return out.transpose(1, 2).reshape(batch, length, channels)
-
-
-def frame_cross_attention_reference(q, k, v, frame_prompt, seg_start, seg_len, *, heads,
-                                    tokens_per_frame, key_bias=None, scale=None):
-    """Literal per-frame loop with an explicit softmax; run it in float64 as the test oracle."""
-    batch, length, channels = q.shape
-    head_dim = channels // heads
-    scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
-    out = torch.zeros_like(q)
-    for z in range(batch):
-        for f in range(frame_prompt.shape[1]):
-            prompt = int(frame_prompt[z, f])
-            start, size = int(seg_start[prompt]), int(seg_len[prompt])
-            if size == 0:
-                continue
-            rows = slice(f * tokens_per_frame, (f + 1) * tokens_per_frame)
-            qf = q[z, rows].reshape(tokens_per_frame, heads, head_dim).transpose(0, 1)
-            kf = k[start:start + size].reshape(size, heads, head_dim).transpose(0, 1)
-            vf = v[start:start + size].reshape(size, heads, head_dim).transpose(0, 1)
-            scores = qf @ kf.transpose(1, 2) * scale
-            if key_bias is not None:
-                scores = scores + key_bias[start:start + size].to(scores.dtype)
-            attended = torch.softmax(scores, dim=-1) @ vf
-            out[z, rows] = attended.transpose(0, 1).reshape(tokens_per_frame, channels)
-    return out
-
-
-_BACKENDS = {
-    "grouped": frame_cross_attention_grouped,
-    "reference": frame_cross_attention_reference,
-}
+def _check_tables(k, frame_prompt, seg_start, seg_len, key_bias):
+    """Range checks of the routing tables; only where they live on the CPU (no device sync)."""
+    if seg_start.shape != seg_len.shape or seg_start.ndim != 1:
+        raise ValueError(f"seg_start/seg_len must be [P] of equal shape, got {tuple(seg_start.shape)} "
+                         f"and {tuple(seg_len.shape)}")
+    if key_bias is not None and tuple(key_bias.shape) != (k.shape[0],):
+        raise ValueError(f"key_bias must be [{k.shape[0]}] (one per packed row), got {tuple(key_bias.shape)}")
+    if any(t.device.type != "cpu" for t in (frame_prompt, seg_start, seg_len)):
+        return
+    if frame_prompt.numel() and (int(frame_prompt.min()) < 0 or int(frame_prompt.max()) >= seg_start.numel()):
+        raise ValueError(f"frame_prompt holds prompt ids in [{int(frame_prompt.min())}, {int(frame_prompt.max())}] "
+                         f"but only {seg_start.numel()} segments exist")
+    if seg_len.numel() and (int(seg_len.min()) < 0 or int(seg_start.min()) < 0
+                            or int((seg_start + seg_len).max()) > k.shape[0]):
+        raise ValueError(f"prompt segments run past the {k.shape[0]} packed k/v rows")
 
 
 def frame_cross_attention(q, k, v, frame_prompt, seg_start, seg_len, *, heads, tokens_per_frame,
                           key_bias=None, scale=None, backend="auto"):
-    """Frame-level cross-attention.
+    """Frame-level cross-attention: frame f of batch item b attends only to segment frame_prompt[b, f].
 
     q: [B, F*tokens_per_frame, heads*head_dim]; k, v: [T, heads*head_dim] packed prompt rows;
-    frame_prompt: [B, F] segment id per frame; seg_start/seg_len: [P]; key_bias: [T] (log units).
-    Returns [B, F*tokens_per_frame, heads*head_dim] in q's dtype.
+    frame_prompt: [B, F] segment id per frame; seg_start/seg_len: [P]; key_bias: [T] (log units,
+    ln(pad count) on a pad row). Returns [B, F*tokens_per_frame, heads*head_dim] in q's dtype.
+    A frame whose segment is empty gets zeros.
+
+    backend: "auto" (or the FRAMELEVEL_ATTENTION_BACKEND environment variable) picks the fastest
+    backend that passes a one-time self-check on this device and dtype; naming one of
+    "triton", "flex", "batched", "grouped", "reference" forces it and raises
+    `dispatch.BackendUnavailable` (a RuntimeError) if it cannot run here.
     """
     _check_shapes(q, k, v, frame_prompt, tokens_per_frame, heads)
-    name = "grouped" if backend == "auto" else backend
-    if name not in _BACKENDS:
-        raise ValueError(f"unknown frame-attention backend {backend!r}; choose one of "
-                         f"{['auto', *sorted(_BACKENDS)]}")
-    return _BACKENDS[name](q, k, v, frame_prompt, seg_start, seg_len, heads=heads,
-                           tokens_per_frame=tokens_per_frame, key_bias=key_bias, scale=scale)
+    _check_tables(k, frame_prompt, seg_start, seg_len, key_bias)
+    args = (q, k, v, frame_prompt, seg_start, seg_len)
+    options = dict(heads=heads, tokens_per_frame=tokens_per_frame, key_bias=key_bias, scale=scale)
+    name, origin = dispatch.requested_backend(backend)
+    if name != "auto":
+        return dispatch.forced_backend(name, origin, q.device)(*args, **options)
+    for _ in dispatch.BACKENDS:
+        name = dispatch.auto_backend(q.device, q.dtype)
+        if name == "grouped":
+            return dispatch.backend_function(name)(*args, **options)
+        try:
+            return dispatch.backend_function(name)(*args, **options)
+        except Exception as error:  # logged loudly; auto then uses the next backend in its order
+            dispatch.reject_auto_choice(q.device, q.dtype, name, f"{type(error).__name__}: {error}")
+    return dispatch.backend_function("grouped")(*args, **options)
