@@ -1,0 +1,140 @@
+"""Helpers for the story tests: a scripted OpenAI-compatible server on loopback, and a launcher
+that runs the pack's CLIs in a subprocess the way ComfyUI loads the pack (as a package under its
+own name, never with the repository root on sys.path).
+
+Run as a script: ``python tests/story_helpers.py <module> [args...]`` imports the pack and runs
+``comfyui_framelevel.<module>`` as __main__.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import runpy
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "comfyui_framelevel"
+
+
+def load_pack():
+    existing = sys.modules.get(PACKAGE)
+    if existing is not None:
+        return existing
+    spec = importlib.util.spec_from_file_location(
+        PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACKAGE] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def cli_command(module: str, *args: str) -> list[str]:
+    """argv that runs `comfyui_framelevel.<module>` as a program in a fresh interpreter."""
+    return [sys.executable, str(Path(__file__).resolve()), module, *map(str, args)]
+
+
+@dataclass
+class Reply:
+    """One scripted answer: an HTTP status, a body (dict -> JSON, str -> raw), headers, a delay."""
+
+    body: object = None
+    status: int = 200
+    headers: dict = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+def chat_body(content: str) -> dict:
+    """A chat completion whose assistant message is `content`."""
+    return {"id": "x", "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "finish_reason": "stop"}]}
+
+
+def frames_json(count: int, text: str = "wide shot, eye level, the same red fox walks, moment") -> str:
+    return json.dumps({str(i): f"{text} {i}" for i in range(1, count + 1)})
+
+
+class ScriptedServer:
+    """ThreadingHTTPServer on 127.0.0.1 with an ephemeral port.
+
+    `script` is a list of Reply (used in order, the last one repeats) or a callable
+    (request dict -> Reply). Every request is recorded in `requests` as {path, headers, body}.
+    """
+
+    def __init__(self, script):
+        self.script = script
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                request = {"path": self.path, "method": self.command, "headers": dict(self.headers),
+                           "body": json.loads(raw) if raw else None}
+                reply = server._next(request)
+                if reply.delay_s:
+                    time.sleep(reply.delay_s)
+                payload = reply.body if isinstance(reply.body, (str, bytes)) else json.dumps(reply.body)
+                payload = payload.encode() if isinstance(payload, str) else payload
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_GET = do_POST = _answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def _next(self, request) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            if callable(self.script):
+                return self.script(request)
+            index = min(len(self.requests) - 1, len(self.script) - 1)
+            return self.script[index]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def chat_requests(self) -> list[dict]:
+        return [r for r in self.requests if r["path"].endswith("/chat/completions")]
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _main(argv: list[str]) -> None:
+    load_pack()
+    module = f"{PACKAGE}.{argv[0]}"
+    sys.argv = [module, *argv[1:]]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    sys.path.remove(str(Path(__file__).resolve().parent))  # keep tests/ off the child's sys.path
+    _main(sys.argv[1:])
