@@ -16,7 +16,7 @@ import comfy.patcher_extension
 import torch
 
 from ..kernels import frame_cross_attention
-from .core.frame_text import FrameText, pack_frame_text
+from .core.frame_text import FrameText, frame_text_from_schedule, pack_frame_text
 from .validation import FrameLevelInputError
 
 FRAME_TEXT_KEY = "fl_frame_text"          # cond-dict key set by FrameLevelTextEncode
@@ -207,9 +207,9 @@ def encode_prompt(clip, text: str) -> torch.Tensor:
 
 def encode_frame_text(clip, schedule) -> list:
     """CONDITIONING carrying the schedule's per-frame text; each distinct prompt encoded once."""
-    contexts = tuple(encode_prompt(clip, prompt) for prompt in schedule.unique)
-    frame_text = FrameText(contexts, tuple(schedule.index), tuple(schedule.unique))
-    return [[contexts[0].unsqueeze(0), {"pooled_output": None, FRAME_TEXT_KEY: frame_text}]]
+    frame_text = frame_text_from_schedule(schedule, lambda prompt: encode_prompt(clip, prompt))
+    first = frame_text.contexts[0].unsqueeze(0)  # what a model without the patch would see
+    return [[first, {"pooled_output": None, FRAME_TEXT_KEY: frame_text}]]
 
 
 def conditioning_frame_text(conditioning) -> FrameText | None:

@@ -47,6 +47,12 @@ class FrameText:
         return cls((context,), (0,) * latent_frames)
 
 
+def frame_text_from_schedule(schedule, encode) -> FrameText:
+    """FrameText of a PromptSchedule, calling `encode(prompt) -> [L, C]` once per distinct prompt."""
+    contexts = tuple(encode(prompt) for prompt in schedule.unique)
+    return FrameText(contexts, tuple(schedule.index), tuple(schedule.unique))
+
+
 def pack_frame_text(rows: Sequence[FrameText], frame_index: Sequence[int] | torch.Tensor) -> PackedPrompts:
     """Pack the frame text of each batch row for the frames `frame_index` (global latent indices).
 
