@@ -138,3 +138,33 @@ def _main(argv: list[str]) -> None:
 if __name__ == "__main__":
     sys.path.remove(str(Path(__file__).resolve().parent))  # keep tests/ off the child's sys.path
     _main(sys.argv[1:])
+
+
+def _byte_level_chars() -> list[str]:
+    """The printable stand-in character of each byte used by byte-level BPE vocabularies."""
+    keep = set(range(33, 127)) | set(range(161, 173)) | set(range(174, 256))
+    spare = iter(range(256, 512))
+    return [chr(b) if b in keep else chr(next(spare)) for b in range(256)]
+
+
+def save_tiny_clip(folder: Path) -> Path:
+    """A randomly initialised, tiny transformers CLIP (character-level tokenizer) saved to `folder`."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = _byte_level_chars()
+    vocab = {token: i for i, token in enumerate(chars + [c + "</w>" for c in chars])}
+    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
+    special = dict(eos_token_id=vocab["<|endoftext|>"], bos_token_id=vocab["<|startoftext|>"],
+                   pad_token_id=vocab["<|endoftext|>"])
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=77, **special),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=16)
+    CLIPModel(config).save_pretrained(folder)
+    return folder

@@ -6,8 +6,6 @@ import time
 
 import numpy as np
 import pytest
-from story_helpers import Reply, ScriptedServer, chat_body
-
 from comfyui_framelevel.nodes.story.client import (
     ChatClient,
     ClientOptions,
@@ -18,6 +16,7 @@ from comfyui_framelevel.nodes.story.client import (
     image_part,
     retry_after_seconds,
 )
+from story_helpers import Reply, ScriptedServer, chat_body
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
