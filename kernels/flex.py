@@ -68,6 +68,9 @@ def frame_cross_attention_flex(q, k, v, frame_prompt, seg_start, seg_len, *, hea
     q: [B, F*LF, H*D]; k, v: [T, H*D]; frame_prompt: [B, F]; seg_start/seg_len: [P]; key_bias: [T].
     Returns [B, F*LF, H*D] in q's dtype. Frames with an empty segment give zeros.
     """
+    if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        raise RuntimeError("frame-attention backend 'flex' has no backward on CPU (torch FlexAttention "
+                           "limitation); fix: use backend='grouped' or 'batched' for training on CPU")
     batch, length, channels = q.shape
     head_dim = channels // heads
     rows = k.shape[0]

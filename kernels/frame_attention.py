@@ -165,6 +165,8 @@ def frame_cross_attention(q, k, v, frame_prompt, seg_start, seg_len, *, heads, t
     """
     _check_shapes(q, k, v, frame_prompt, tokens_per_frame, heads)
     _check_tables(k, frame_prompt, seg_start, seg_len, key_bias)
+    if k.dtype != q.dtype or v.dtype != q.dtype:  # e.g. autocast produced q and k in different dtypes
+        k, v = k.to(q.dtype), v.to(q.dtype)
     args = (q, k, v, frame_prompt, seg_start, seg_len)
     options = dict(heads=heads, tokens_per_frame=tokens_per_frame, key_bias=key_bias, scale=scale)
     name, origin = dispatch.requested_backend(backend)
