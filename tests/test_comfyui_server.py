@@ -1,0 +1,96 @@
+"""The pack inside a real ComfyUI server: loads cleanly, nodes in /object_info, workflows round-trip."""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflows"))
+import build_ui  # noqa: E402
+import run_workflow  # noqa: E402
+
+pytestmark = pytest.mark.comfyui
+OUR_NODES = {"FrameLevelPromptSchedule", "FrameLevelTextEncode", "FrameLevelCrossAttention"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    comfy_dir = Path(os.environ["COMFYUI_PATH"])
+    nodes_dir = tmp_path_factory.mktemp("custom_nodes")
+    (nodes_dir / "comfyui-framelevel").symlink_to(ROOT, target_is_directory=True)
+    config = nodes_dir / "extra_paths.yaml"
+    config.write_text(f"framelevel_tests:\n  custom_nodes: {nodes_dir}\n")
+    instance = run_workflow.ComfyServer(comfy_dir, sys.executable, cpu=True,
+                                        extra_args=["--extra-model-paths-config", str(config)],
+                                        log_path=nodes_dir / "server.log")
+    try:
+        instance.wait_ready()
+        instance.object_info = run_workflow.http_json(instance.url + "/object_info")
+        yield instance
+    finally:
+        instance.stop()
+
+
+def test_pack_loads_and_nodes_appear(server):
+    log = server.log_path.read_text()
+    assert "comfyui-framelevel" in log
+    failed = [line for line in log.splitlines() if "IMPORT FAILED" in line and "framelevel" in line]
+    assert failed == []
+    for name in OUR_NODES:
+        info = server.object_info[name]
+        assert info["category"].startswith("FrameLevel/") and info["description"]
+        assert info["python_module"].startswith("custom_nodes.")
+
+
+def test_schedule_node_runs_in_a_queued_graph(server):
+    graph = {
+        "1": {"class_type": "FrameLevelPromptSchedule",
+              "inputs": {"text": '{"1": "a fox", "3": "the same fox jumps"}', "length": 21, "length_unit": "pixel"}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}},
+    }
+    history = server.run(graph, timeout=60)
+    assert history["status"]["status_str"] == "success"
+    text = json.dumps(history["outputs"]["2"])
+    assert "6 latent frames = 21 pixel frames" in text and "the same fox jumps" in text
+
+
+def test_bad_schedule_fails_with_the_line_and_the_fix(server):
+    graph = {
+        "1": {"class_type": "FrameLevelPromptSchedule",
+              "inputs": {"text": '{"1": "a fox", "9": "too late"}', "length": 21, "length_unit": "pixel"}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}},
+    }
+    history = server.run(graph, timeout=60)
+    assert history["status"]["status_str"] == "error"
+    message = json.dumps(history["status"]["messages"])
+    assert 'key \\"9\\": past the end' in message and "Fix:" in message
+
+
+@pytest.mark.parametrize("api_path", sorted((ROOT / "workflows").glob("*.api.json")), ids=lambda p: p.name)
+def test_workflow_ui_and_api_formats_agree(server, api_path):
+    api = json.loads(api_path.read_text())
+    ui = json.loads(api_path.with_name(api_path.name.replace(".api.json", ".json")).read_text())
+    for node in api.values():
+        assert node["class_type"] in server.object_info, f"unknown node type {node['class_type']}"
+    back = build_ui.ui_to_api(ui, server.object_info)
+    assert {k: v["inputs"] for k, v in back.items()} == {k: v["inputs"] for k, v in api.items()}
+
+
+def test_server_validates_every_workflow_except_missing_models(server):
+    """ComfyUI's own validation accepts each graph; the only complaints are absent model files."""
+    for api_path in sorted((ROOT / "workflows").glob("*.api.json")):
+        api = json.loads(api_path.read_text())
+        try:
+            run_workflow.http_json(server.url + "/prompt", {"prompt": api})
+            pytest.fail(f"{api_path.name} was queued although no model files exist here")
+        except run_workflow.urllib.error.HTTPError as err:
+            body = json.loads(err.read().decode())
+        for node_id, errors in body.get("node_errors", {}).items():
+            for error in errors["errors"]:
+                assert error["type"] == "value_not_in_list", (api_path.name, node_id, error)
+                assert api[node_id]["class_type"] in run_workflow.MODEL_INPUTS
+    time.sleep(0)

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Run one of the pack's API-format workflows headless through a ComfyUI checkout.
+
+    python workflows/run_workflow.py --comfyui ~/ComfyUI workflows/story_pmwd_30s.api.json
+
+Steps: link this pack into ComfyUI's custom_nodes (once), check that every model file the workflow
+loads is present (each missing file is named with the folder it belongs in, and nothing starts),
+start the ComfyUI server on a free local port, queue the workflow, wait for it, print the files it
+wrote, and stop the server. Standard library only, so it runs with any Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+PACK_ROOT = Path(__file__).resolve().parents[1]
+PACK_NAME = "comfyui-framelevel"
+
+# loader class -> (input holding the file name, model folders under ComfyUI/models, what it is)
+MODEL_INPUTS = {
+    "UNETLoader": ("unet_name", ("diffusion_models", "unet"), "Wan diffusion model"),
+    "CLIPLoader": ("clip_name", ("text_encoders", "clip"), "text encoder"),
+    "VAELoader": ("vae_name", ("vae",), "VAE"),
+    "LoraLoaderModelOnly": ("lora_name", ("loras",), "LoRA"),
+    "CLIPVisionLoader": ("clip_name", ("clip_vision",), "CLIP vision model"),
+}
+
+
+def link_pack(comfy_dir: Path) -> Path:
+    """Make the pack visible to ComfyUI as custom_nodes/comfyui-framelevel."""
+    target = comfy_dir / "custom_nodes" / PACK_NAME
+    if target.is_symlink() or target.exists():
+        if target.resolve() != PACK_ROOT:
+            print(f"note: {target} exists and is not this checkout ({PACK_ROOT}); using it as it is")
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(PACK_ROOT, target_is_directory=True)
+    print(f"linked {target} -> {PACK_ROOT}")
+    return target
+
+
+def missing_models(workflow: dict, comfy_dir: Path) -> list[str]:
+    """One line per model file the workflow loads that is not in its ComfyUI models folder."""
+    missing = []
+    for node_id, node in workflow.items():
+        spec = MODEL_INPUTS.get(node.get("class_type"))
+        if spec is None:
+            continue
+        input_name, folders, what = spec
+        name = node.get("inputs", {}).get(input_name)
+        if not isinstance(name, str):
+            continue
+        if not any((comfy_dir / "models" / folder / name).is_file() for folder in folders):
+            missing.append(f"{name} ({what}, node {node_id} {node['class_type']}): put it in "
+                           f"{comfy_dir / 'models' / folders[0]}")
+    return missing
+
+
+def apply_overrides(workflow: dict, overrides: list[str]) -> None:
+    """--set NODE_ID.INPUT=VALUE (VALUE parsed as JSON when it parses, else kept as text)."""
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        node_id, _, input_name = key.partition(".")
+        if node_id not in workflow or not input_name or not raw:
+            raise SystemExit(f"--set {item!r}: expected NODE_ID.INPUT=VALUE with a node id of the workflow")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        workflow[node_id]["inputs"][input_name] = value
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_json(url: str, payload: dict | None = None, timeout: float = 30.0):
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read().decode())
+
+
+class ComfyServer:
+    """A ComfyUI server process on 127.0.0.1, stopped by its own PID."""
+
+    def __init__(self, comfy_dir: Path, python: str, cpu: bool, extra_args: list[str] | None = None,
+                 log_path: Path | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [python, "main.py", "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch"]
+        if cpu:
+            args.append("--cpu")
+        self.log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"comfyui-{self.port}.log"
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(args + (extra_args or []), cwd=comfy_dir, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with code {self.process.returncode}; see {self.log_path}")
+            try:
+                http_json(self.url + "/system_stats", timeout=2)
+                return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.5)
+        raise TimeoutError(f"ComfyUI did not answer within {timeout:.0f} s; see {self.log_path}")
+
+    def run(self, workflow: dict, timeout: float) -> dict:
+        try:
+            queued = http_json(self.url + "/prompt", {"prompt": workflow})
+        except urllib.error.HTTPError as err:
+            raise RuntimeError(f"ComfyUI refused the workflow: {err.read().decode()}") from None
+        prompt_id = queued["prompt_id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            history = http_json(f"{self.url}/history/{prompt_id}").get(prompt_id)
+            if history and history.get("status", {}).get("completed") is not None:
+                return history
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited while running; see {self.log_path}")
+            time.sleep(0.5)
+        raise TimeoutError(f"the workflow did not finish within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def output_files(history: dict, comfy_dir: Path) -> list[Path]:
+    files = []
+    for node_output in history.get("outputs", {}).values():
+        for items in node_output.values():
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict) and "filename" in item:
+                    kind = item.get("type", "output")
+                    files.append(comfy_dir / kind / item.get("subfolder", "") / item["filename"])
+    return files
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("workflow", type=Path, help="API-format workflow (workflows/*.api.json)")
+    parser.add_argument("--comfyui", type=Path, default=os.environ.get("COMFYUI_PATH"),
+                        help="ComfyUI checkout (default: $COMFYUI_PATH)")
+    parser.add_argument("--python", default=sys.executable, help="Python that runs ComfyUI")
+    parser.add_argument("--cpu", action="store_true", help="run ComfyUI with --cpu (no GPU)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.INPUT=VALUE",
+                        help="override an input, e.g. --set 9.steps=4 (repeatable)")
+    parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds to wait for the result")
+    parser.add_argument("--check-only", action="store_true", help="only link the pack and check model files")
+    args = parser.parse_args(argv)
+    if args.comfyui is None:
+        parser.error("give --comfyui PATH or set COMFYUI_PATH to a ComfyUI checkout")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    comfy_dir = args.comfyui.expanduser().resolve()
+    if not (comfy_dir / "main.py").is_file():
+        print(f"error: {comfy_dir} is not a ComfyUI checkout (no main.py)", file=sys.stderr)
+        return 2
+    workflow = json.loads(args.workflow.read_text())
+    apply_overrides(workflow, args.overrides)
+    link_pack(comfy_dir)
+    missing = missing_models(workflow, comfy_dir)
+    if missing:
+        print("error: model files missing; download them into these folders and run again:", file=sys.stderr)
+        for line in missing:
+            print(f"  - {line}", file=sys.stderr)
+        return 2
+    if args.check_only:
+        print("all model files present")
+        return 0
+    with ComfyServer(comfy_dir, args.python, args.cpu) as server:
+        server.wait_ready()
+        history = server.run(workflow, args.timeout)
+    status = history.get("status", {})
+    if status.get("status_str") != "success":
+        print(f"error: the workflow failed: {json.dumps(status.get('messages', []))[:4000]}", file=sys.stderr)
+        return 1
+    for path in output_files(history, comfy_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
