@@ -39,7 +39,8 @@ class Problem:
 
     def args(self, dtype=torch.float64, device="cpu", requires_grad=False):
         """Positional args for a backend: q/k/v rounded to `dtype`, tables as they are."""
-        tensors = [t.to(device=device, dtype=dtype).requires_grad_(requires_grad) for t in (self.q, self.k, self.v)]
+        tensors = [t.to(device=device, dtype=dtype, copy=True).requires_grad_(requires_grad)
+                   for t in (self.q, self.k, self.v)]
         tables = [t.to(device) for t in (self.frame_prompt, self.seg_start, self.seg_len)]
         return (*tensors, *tables)
 
