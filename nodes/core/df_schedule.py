@@ -168,3 +168,20 @@ def df_plan(base_sigmas: torch.Tensor, num_frames: int, schedule: DFSchedule = D
     if condition_sigma:
         plan = with_condition_sigma(plan, condition_sigma)
     return plan
+
+
+def as_sigma_matrix(schedule: torch.Tensor, num_frames: int, anchors: Sequence[int] = ()) -> torch.Tensor:
+    """Accept either a 1-D base schedule (-> synchronous matrix, anchors held at 0) or a ready
+    [I + 1, F] per-latent matrix (e.g. from :func:`df_sigma_matrix`; anchors must already be 0)."""
+    schedule = torch.as_tensor(schedule)
+    if schedule.ndim == 1:
+        return df_sigma_matrix(schedule, num_frames, DFSchedule(0.0, anchors=tuple(anchors)))
+    matrix = schedule.detach().to("cpu", torch.float64)
+    if matrix.ndim != 2 or matrix.shape[1] != num_frames or matrix.shape[0] < 2:
+        raise ValueError(f"schedule must be a 1-D base schedule or an [iterations + 1, {num_frames}] "
+                         f"sigma matrix, got shape {tuple(matrix.shape)}")
+    for a in check_anchors(anchors, num_frames):
+        if bool(matrix[:, a].any()):
+            raise ValueError(f"anchor latent {a} is not held at sigma 0 by the given schedule matrix; "
+                             "build it with df_sigma_matrix(..., DFSchedule(anchors=...))")
+    return matrix
