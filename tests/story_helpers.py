@@ -168,3 +168,43 @@ def save_tiny_clip(folder: Path) -> Path:
         projection_dim=16)
     CLIPModel(config).save_pretrained(folder)
     return folder
+
+
+def pattern_frame(seed: int, size: int = 32, brightness: int = 0):
+    """A random 8x8 block pattern upscaled to size x size (distinct pHash per seed)."""
+    import numpy as np
+
+    blocks = np.random.default_rng(seed).integers(0, 200, size=(8, 8, 3), dtype=np.int64)
+    image = np.repeat(np.repeat(blocks, size // 8, axis=0), size // 8, axis=1)
+    return np.clip(image + brightness, 0, 255).astype(np.uint8)
+
+
+def make_video(path: Path, seconds: float, fps: int = 24, seed: int = 0, brightness: int = 0,
+               size: int = 32) -> Path:
+    """An H.264 test video whose picture changes once per second (pattern seed*1000 + second)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "10"}
+        for k in range(int(round(seconds * fps))):
+            frame = av.VideoFrame.from_ndarray(pattern_frame(seed * 1000 + k // fps, size, brightness),
+                                               format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def caption_server_script(delay_s: float = 0.0):
+    """A scripted VLM: one numbered caption per image in the request (valid JSON)."""
+    counter = iter(range(10**9))
+
+    def script(request):
+        content = request["body"]["messages"][1]["content"]
+        images = sum(1 for part in content if part.get("type") == "image_url")
+        captions = {str(i): f"wide shot, eye level, scene {next(counter)}" for i in range(1, images + 1)}
+        return Reply(chat_body(json.dumps(captions)), delay_s=delay_s)
+    return script
