@@ -162,6 +162,12 @@ def test_condition_sigma_renoises_anchors_but_keeps_them():
         assert (x_in[:, :, 0] - start[:, :, 0]).abs().max() < 1.0
     assert torch.equal(out[:, :, 0], start[:, :, 0])
     assert "condition_sigma=0.05" in summarize_plan(plan)
+    # the executor setting does the same to a plain plan
+    plain = df_plan(flow_sigmas(3), SHAPE[2], DFSchedule(0.0, anchors=(0,)))
+    den2 = ConstantDenoiser(noise(1))
+    out2 = execute_plan(plain, den2, initial_latents(plain, noise(0), start), ExecutorOptions(condition_sigma=0.05))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[2], b[2]) for a, b in zip(den.seen, den2.seen, strict=True))
+    assert torch.equal(out2, out)
 
 
 def test_callback_and_interrupt():

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .plan import Plan, Window, window_batches
+from .plan import Plan, Window, window_batches, with_condition_sigma
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 ProgressCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
@@ -48,11 +48,15 @@ SOLVERS = ("euler", "dpmpp_2m")
 class ExecutorOptions:
     """solver: "euler" or "dpmpp_2m". max_windows_per_batch: windows stacked per denoiser call
     (0 = all windows of one length in one call; see :func:`windows_per_batch`). noise_seed: seed
-    of the fresh noise used to re-noise conditioning latents (plan.condition_sigmas)."""
+    of the fresh noise used to re-noise conditioning latents (plan.condition_sigmas).
+    condition_sigma: if > 0, show the plan's anchors to the model re-noised to this level
+    (SkyReels' addnoise_condition / 1000, e.g. 0.02); same as running
+    ``plan.with_condition_sigma(plan, condition_sigma)`` first. 0 = as the plan says."""
 
     solver: str = "euler"
     max_windows_per_batch: int = 0
     noise_seed: int = 0
+    condition_sigma: float = 0.0
 
 
 def windows_per_batch(free_bytes: int, bytes_per_window: int, reserve_fraction: float = 0.1,
@@ -145,8 +149,11 @@ def fused_prediction(plan: Plan, iteration: int, denoiser: Denoiser, model_x: to
 
 
 def _euler_step(x, x0, s, s_next):
-    ratio = (s_next / s).to(x.dtype).to(x.device).view(1, 1, -1, 1, 1)
-    return x0 + ratio * (x - x0)
+    """x0 + (s'/s)(x - x0), computed in at least float32 (bf16 latents keep their precision)."""
+    work = torch.promote_types(x.dtype, torch.float32)
+    ratio = (s_next / s).to(work).to(x.device).view(1, 1, -1, 1, 1)
+    x0w = x0.to(work)
+    return (x0w + ratio * (x.to(work) - x0w)).to(x.dtype)
 
 
 def _log_snr(s: torch.Tensor) -> torch.Tensor:
@@ -158,7 +165,8 @@ class _MultistepHistory:
     """Per-latent memory of DPM-Solver++(2M): last prediction and the lambda it was made at."""
 
     def __init__(self, x: torch.Tensor):
-        self.prev_x0 = torch.zeros_like(x)
+        self.work = torch.promote_types(x.dtype, torch.float32)
+        self.prev_x0 = torch.zeros(x.shape, dtype=self.work, device=x.device)
         self.prev_lambda = torch.full((x.shape[2],), math.nan, dtype=torch.float64)
 
     def step(self, x, x0, frames, s, s_next):
@@ -167,10 +175,11 @@ class _MultistepHistory:
         h_prev = lam - self.prev_lambda[frames]
         usable = torch.isfinite(h_prev) & torch.isfinite(h) & (s_next > 0)
         coef = torch.where(usable, h / (2.0 * h_prev), torch.zeros_like(h))  # 1 / (2 r), r = h_prev / h
-        coef = coef.to(x.dtype).to(x.device).view(1, 1, -1, 1, 1)
+        coef = coef.to(self.work).to(x.device).view(1, 1, -1, 1, 1)
         dev = frames.to(x.device)
-        corrected = x0 + coef * (x0 - self.prev_x0[:, :, dev])
-        self.prev_x0[:, :, dev] = x0
+        x0w = x0.to(self.work)
+        corrected = x0w + coef * (x0w - self.prev_x0[:, :, dev])
+        self.prev_x0[:, :, dev] = x0w
         self.prev_lambda[frames] = lam
         return _euler_step(x, corrected, s, s_next)
 
@@ -190,6 +199,8 @@ def execute_plan(plan: Plan, denoiser: Denoiser, x: torch.Tensor, options: Execu
         raise ValueError(f"solver must be one of {SOLVERS}, got {options.solver!r}")
     if x.ndim != 5 or x.shape[2] != plan.num_frames:
         raise ValueError(f"x must be [B, C, {plan.num_frames}, H, W] for this plan, got {tuple(x.shape)}")
+    if options.condition_sigma:
+        plan = with_condition_sigma(plan, options.condition_sigma)
     x = x.clone()
     generator = torch.Generator().manual_seed(options.noise_seed)
     history = _MultistepHistory(x) if options.solver == "dpmpp_2m" else None

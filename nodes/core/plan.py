@@ -72,7 +72,7 @@ def full_window(frames: Sequence[int], weight: float = 1.0) -> Window:
     return Window(frames, (float(weight),) * len(frames))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Plan:
     """A complete sampling run as data; see the module docstring for the meaning of each field.
 
