@@ -7,21 +7,30 @@ a custom cond key, and encodes prompts with a CLIP. Node classes import it lazil
 
 from __future__ import annotations
 
+import logging
 import types
 
-import comfy.conds
 import comfy.ldm.wan.model as wan_model
 import comfy.model_management
 import comfy.patcher_extension
+import comfy.sample
+import comfy.samplers
+import comfy.utils
 import torch
 
 from ..kernels import frame_cross_attention
+from .core.executor import ExecutorOptions, execute_plan
 from .core.frame_text import FrameText, frame_text_from_schedule, pack_frame_text
+from .core.per_frame_sigma import anchors_from_mask, per_frame_x0, progress_step, reference_sigmas
+from .core.plan import initial_latents, summarize_plan
 from .validation import FrameLevelInputError
 
 FRAME_TEXT_KEY = "fl_frame_text"          # cond-dict key set by FrameLevelTextEncode
 PACKED_TEXT_OPTION = "fl_packed_text"      # per-call transformer_options key read by the attention
+FRAME_TIMESTEPS_OPTION = "fl_frame_timesteps"  # [N, L] per-frame timesteps set by our samplers
+FRAME_INDEX_OPTION = "fl_frame_index"      # [N, L] global latent index of each frame (our samplers)
 PATCH_KEY = "framelevel"                   # key of our wrappers on a ModelPatcher
+TIMESTEP_WRAPPER_KEY = "framelevel_timesteps"
 SUPPORTED_WAN_CLASSES = (wan_model.WanModel, wan_model.VaceWanModel)
 SUPPORTED_CROSS_ATTENTION = (wan_model.WanT2VCrossAttention, wan_model.WanI2VCrossAttention)
 
@@ -119,12 +128,36 @@ def _make_extra_conds(previous):
     return extra_conds
 
 
-def _window_frames(transformer_options, frames: int) -> list[int]:
-    """Global latent indices of the frames in this call (a ComfyUI context window or all)."""
+def _window_frames(transformer_options, frames: int):
+    """Global latent indices of the frames in this call: [N, L] from our samplers, else a ComfyUI
+    context window's index list, else all frames."""
     window = transformer_options.get("context_window")
+    index = transformer_options.get(FRAME_INDEX_OPTION)
+    if index is not None:
+        return index[:, window.index_list] if _window_slices(window, index.shape[1], frames) else index
     if window is not None and window.dim == 2:
         return list(window.index_list)
     return list(range(frames))
+
+
+def _window_slices(window, columns: int, frames: int) -> bool:
+    """True when a ComfyUI context window must still be applied to full-length per-frame data."""
+    return window is not None and window.dim == 2 and columns != frames
+
+
+def _frame_timestep_wrapper(executor, x, timestep, context, clip_fea=None, time_dim_concat=None,
+                            transformer_options={}, **kwargs):
+    """DIFFUSION_MODEL wrapper of our samplers: the model sees each frame's own timestep [B, F]."""
+    per_frame = transformer_options.get(FRAME_TIMESTEPS_OPTION)
+    if per_frame is not None:
+        window = transformer_options.get("context_window")
+        if _window_slices(window, per_frame.shape[1], x.shape[2]):
+            per_frame = per_frame[:, window.index_list]
+        if per_frame.shape[1] != x.shape[2] or x.shape[0] % per_frame.shape[0]:
+            raise RuntimeError(f"per-frame timesteps {tuple(per_frame.shape)} do not fit the model input "
+                               f"{tuple(x.shape)}")
+        timestep = per_frame.to(device=x.device, dtype=timestep.dtype).repeat(x.shape[0] // per_frame.shape[0], 1)
+    return executor(x, timestep, context, clip_fea, time_dim_concat, transformer_options, **kwargs)
 
 
 def _frame_text_wrapper(executor, x, timestep, context, clip_fea=None, time_dim_concat=None,
@@ -217,3 +250,105 @@ def conditioning_frame_text(conditioning) -> FrameText | None:
         if FRAME_TEXT_KEY in values:
             return values[FRAME_TEXT_KEY]
     return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Samplers: any plan of the pure core, run through ComfyUI's guider (CFG, LoRA, patches, previews)
+
+
+def _options_for_call(model_options: dict, timesteps: torch.Tensor, frame_index: torch.Tensor) -> dict:
+    """A copy of the run's model_options that adds our timestep wrapper and per-frame data."""
+    options = dict(model_options)
+    transformer_options = dict(options.get("transformer_options", {}))
+    wrappers = {kind: dict(entries) for kind, entries in transformer_options.get("wrappers", {}).items()}
+    diffusion_wrappers = wrappers.setdefault(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, {})
+    diffusion_wrappers[TIMESTEP_WRAPPER_KEY] = [_frame_timestep_wrapper]
+    transformer_options["wrappers"] = wrappers
+    transformer_options[FRAME_TIMESTEPS_OPTION] = timesteps
+    transformer_options[FRAME_INDEX_OPTION] = frame_index
+    options["transformer_options"] = transformer_options
+    return options
+
+
+def comfy_denoiser(model, extra_args: dict):
+    """The core's denoiser(x, sigma [N, L], frame_index [N, L]) -> x0 over a k-diffusion model."""
+    model_sampling = model.inner_model.inner_model.model_sampling
+
+    def denoise(x, sigma, frame_index):
+        sigma = sigma.to(x.device)
+        sigma_ref = reference_sigmas(sigma)
+        args = dict(extra_args)
+        args["model_options"] = _options_for_call(extra_args.get("model_options", {}),
+                                                  model_sampling.timestep(sigma).float(), frame_index)
+        denoised = model(x, sigma_ref.to(x.dtype), **args)
+        return per_frame_x0(x, denoised, sigma, sigma_ref)
+    return denoise
+
+
+def _progress(callback, steps: int):
+    if callback is None:
+        return None
+
+    def report(iteration, iterations, x, x0):
+        callback({"x": x, "i": progress_step(iteration, iterations, steps), "sigma": None,
+                  "sigma_hat": None, "denoised": x0})
+    return report
+
+
+def sample_plan(model, x, sigmas, extra_args=None, callback=None, disable=None, *, planner,
+                options: ExecutorOptions = ExecutorOptions()):
+    """k-diffusion-style sampler function running `planner(sigmas, frames, anchors) -> Plan`.
+
+    Anchors come from the latent's noise_mask (latent frames masked 0 are kept clean at sigma 0).
+    """
+    extra_args = dict(extra_args or {})
+    anchors = anchors_from_mask(extra_args.get("denoise_mask"))
+    extra_args["denoise_mask"] = None   # anchors are held at sigma 0 by the plan, not re-noised by ComfyUI
+    plan = planner(sigmas.detach().cpu(), x.shape[2], anchors)
+    logging.info("FrameLevel sampler plan:\n%s", summarize_plan(plan))
+    start = initial_latents(plan, model.noise, model.latent_image)
+    return execute_plan(plan, comfy_denoiser(model, extra_args), start, options,
+                        callback=_progress(callback, len(sigmas) - 1),
+                        interrupt_check=comfy.model_management.throw_exception_if_processing_interrupted)
+
+
+def plan_sampler(planner, options: ExecutorOptions):
+    """A ComfyUI SAMPLER (for SamplerCustomAdvanced and friends) running our plans."""
+    return comfy.samplers.KSAMPLER(sample_plan, extra_options={"planner": planner, "options": options})
+
+
+def model_sampling_of(model_patcher):
+    return model_patcher.get_model_object("model_sampling")
+
+
+def calculate_sigmas(model_patcher, scheduler: str, steps: int) -> torch.Tensor:
+    return comfy.samplers.calculate_sigmas(model_sampling_of(model_patcher), scheduler, steps).cpu()
+
+
+def scheduler_names() -> list[str]:
+    return list(comfy.samplers.SCHEDULER_NAMES)
+
+
+def sample_with_sampler(model_patcher, sampler, sigmas, positive, negative, cfg: float, latent: dict, seed: int):
+    """What SamplerCustom does: noise from the seed, CFG guider, latent previews, progress bar."""
+    import latent_preview
+
+    latent_image = comfy.sample.fix_empty_latent_channels(model_patcher, latent["samples"])
+    noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
+    callback = latent_preview.prepare_callback(model_patcher, sigmas.shape[-1] - 1)
+    samples = comfy.sample.sample_custom(model_patcher, noise, cfg, sampler, sigmas, positive, negative,
+                                         latent_image, noise_mask=latent.get("noise_mask"), callback=callback,
+                                         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+    out = dict(latent)
+    out.pop("noise_mask", None)
+    out["samples"] = samples
+    return out
+
+
+def encode_image_latent(vae, image: torch.Tensor, latent_hw) -> torch.Tensor:
+    """VAE-encode one IMAGE frame [1, H, W, C] to one latent frame [1, C, 1, h, w], resizing it
+    (bilinear, centre crop) to the latent's pixel size first."""
+    height, width = latent_hw[0] * 8, latent_hw[1] * 8
+    if tuple(image.shape[1:3]) != (height, width):
+        image = comfy.utils.common_upscale(image.movedim(-1, 1), width, height, "bilinear", "center").movedim(1, -1)
+    return vae.encode(image[:, :, :, :3])

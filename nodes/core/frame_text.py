@@ -56,15 +56,22 @@ def frame_text_from_schedule(schedule, encode) -> FrameText:
 def pack_frame_text(rows: Sequence[FrameText], frame_index: Sequence[int] | torch.Tensor) -> PackedPrompts:
     """Pack the frame text of each batch row for the frames `frame_index` (global latent indices).
 
-    Contexts shared by several rows (the same tensor object) are packed once.
+    frame_index: [L] (the same frames for every row) or [R, L] with R dividing the row count (one
+    window per row group, tiled over cond/uncond chunks). Contexts shared by several rows (the same
+    tensor object) are packed once.
     """
-    frame_index = torch.as_tensor(frame_index, dtype=torch.long)
+    frame_index = torch.as_tensor(frame_index, dtype=torch.long).cpu()
+    if frame_index.ndim == 1:
+        frame_index = frame_index.unsqueeze(0)
+    if len(rows) % frame_index.shape[0]:
+        raise ValueError(f"{frame_index.shape[0]} frame-index rows cannot be tiled over {len(rows)} batch rows")
+    frame_index = frame_index.repeat(len(rows) // frame_index.shape[0], 1)
     contexts: list[torch.Tensor] = []
     slot_of: dict[int, int] = {}
     routing = []
-    for row in rows:
-        if int(frame_index.max()) >= row.latent_frames:
-            raise ValueError(f"frame {int(frame_index.max())} requested but the frame text covers "
+    for row, frames in zip(rows, frame_index):
+        if int(frames.max()) >= row.latent_frames:
+            raise ValueError(f"frame {int(frames.max())} requested but the frame text covers "
                              f"{row.latent_frames} latent frames")
         slots = []
         for context in row.contexts:
@@ -73,5 +80,5 @@ def pack_frame_text(rows: Sequence[FrameText], frame_index: Sequence[int] | torc
                 contexts.append(context)
             slots.append(slot_of[id(context)])
         per_frame = torch.tensor([slots[i] for i in row.index], dtype=torch.long)
-        routing.append(per_frame.index_select(0, frame_index))
+        routing.append(per_frame.index_select(0, frames))
     return pack_prompts(contexts, torch.stack(routing))
