@@ -1,0 +1,121 @@
+"""Command line: cache, train, export. Run it by path (it registers the pack's package itself):
+
+    python training/cli.py cache  --config my.toml --text-encoder /models/Wan2.1-T2V-1.3B-Diffusers [--vae same]
+    accelerate launch [--config_file training/configs/ddp.yaml] training/cli.py train --config my.toml
+    python training/cli.py export --config my.toml --format kohya --out my_lora.safetensors
+
+`--set section.key=value` overrides a TOML value (value parsed as TOML, e.g. --set train.max_steps=10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+PACKAGE = "comfyui_framelevel"
+
+
+def bootstrap_package() -> None:
+    """Register the repository root as package `comfyui_framelevel` without running its node tables
+    (the trainer never imports `comfy` or ComfyUI's `nodes`)."""
+    if PACKAGE in sys.modules:
+        return
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(PACKAGE, root / "__init__.py",
+                                                  submodule_search_locations=[str(root)])
+    sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    import tomllib
+
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key:
+            raise SystemExit(f"--set {pair!r}: use section.key=value, e.g. --set train.max_steps=100")
+        try:
+            overrides[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def _load(args):
+    from comfyui_framelevel.training.config import ConfigError, load_config
+
+    world = int(__import__("os").environ.get("WORLD_SIZE", "1"))
+    try:
+        return load_config(args.config, world, parse_overrides(args.set))
+    except ConfigError as error:
+        raise SystemExit(f"config error: {error}") from None
+
+
+def cmd_cache(args) -> None:
+    from comfyui_framelevel.training.data.cache import build_cache
+    from comfyui_framelevel.training.data.encoders import DiffusersWanVAE, UMT5TextEncoder
+
+    config = _load(args)
+    text = UMT5TextEncoder.from_pretrained(args.text_encoder, device=args.device)
+    vae = DiffusersWanVAE(args.vae, device=args.device) if args.vae else None
+    report = build_cache(config.data, text, vae, progress=True)
+    print(f"cached {report.clips} clips ({report.latents_encoded} newly encoded); captions: "
+          f"{report.captions_encoded} encoded, {report.captions_reused} already cached")
+    for line in report.skipped:
+        print("skipped:", line)
+
+
+def cmd_train(args) -> None:
+    from comfyui_framelevel.training.train import TrainingDiverged, run_training
+
+    try:
+        run_training(_load(args), stop_after=args.stop_after)
+    except TrainingDiverged as error:
+        raise SystemExit(str(error)) from None
+
+
+def cmd_export(args) -> None:
+    import dataclasses
+
+    from comfyui_framelevel.training.train import Trainer
+
+    config = _load(args)
+    if args.format in ("diffusers", "kohya"):
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, export_format=args.format))
+    trainer = Trainer(config)
+    if not trainer.resume_if_possible():
+        raise SystemExit(f"no checkpoint in {config.train.output_dir}/checkpoints to export")
+    if args.format == "full" and config.lora is not None:
+        from comfyui_framelevel.training.export import export_full
+        from comfyui_framelevel.training.modeling import trainable_model
+
+        model = trainable_model(config)
+        model.load_state_dict(trainer.accelerator.get_state_dict(trainer.model))
+        print(export_full(model, args.out, config.train.export_dtype))
+        return
+    print(trainer.export(args.out))
+
+
+def main(argv=None) -> None:
+    bootstrap_package()
+    parser = argparse.ArgumentParser(prog="framelevel-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("cache", "train", "export"):
+        p = sub.add_parser(name)
+        p.add_argument("--config", required=True)
+        p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    sub.choices["cache"].add_argument("--text-encoder", required=True, help="UMT5 folder (transformers)")
+    sub.choices["cache"].add_argument("--vae", help="Wan VAE folder (diffusers); omit for latent-only data")
+    sub.choices["cache"].add_argument("--device", default="cpu")
+    sub.choices["train"].add_argument("--stop-after", type=int, default=None, help="stop after N steps")
+    sub.choices["export"].add_argument("--out", required=True)
+    sub.choices["export"].add_argument("--format", choices=("diffusers", "kohya", "full"), default="config")
+    args = parser.parse_args(argv)
+    {"cache": cmd_cache, "train": cmd_train, "export": cmd_export}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

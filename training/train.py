@@ -1,0 +1,257 @@
+"""The training loop on accelerate: DDP, FSDP or DeepSpeed come from `accelerate launch` configs.
+
+Every sample's noise and noise levels come from a generator seeded by (seed, global sample number),
+and the data order is a pure function of (seed, epoch); so N processes with global batch G compute
+the same update as one process with batch G, and a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import latest_checkpoint, load_checkpoint, remove_partial_checkpoints, save_checkpoint
+from .config import TrainConfig, config_to_dict
+from .data.dataset import BatchPlan, CachedData, TrainBatch, collate, pack_batch_prompts, shard
+from .export import export_full, export_lora
+from .modeling import build_optimizer, build_scheduler, trainable_model, trainable_parameters
+from .objective import frame_loss, noisy_input, sample_frame_noise, velocity_target
+from .sample import euler_sample, synchronous_schedule
+
+
+class TrainingDiverged(RuntimeError):
+    """Loss or gradient norm became NaN/inf."""
+
+
+@dataclass
+class StepResult:
+    loss: float
+    grad_norm: float
+    df_share: float
+
+
+def sample_generator(seed: int, sample_id: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + sample_id) % (2**63 - 1))
+
+
+def micro_batch_loss(model, batch: TrainBatch, config: TrainConfig, device) -> tuple[torch.Tensor, float]:
+    generators = [sample_generator(config.train.seed, i) for i in batch.sample_ids]
+    x0 = batch.latents.to(device)
+    levels = sample_frame_noise(x0.shape[0], x0.shape[2], config.objective, generators)
+    noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in generators]).to(device)
+    x_t = noisy_input(x0, noise, levels.sigma.to(device))
+    frame_text = batch.frame_text
+    frame_text = type(frame_text)(*(t.to(device) for t in (frame_text.rows, frame_text.seg_start,
+                                                            frame_text.seg_len, frame_text.key_bias,
+                                                            frame_text.frame_prompt)))
+    prediction = model(x_t, levels.timesteps.to(device), frame_text=frame_text)
+    loss = frame_loss(prediction, velocity_target(x0, noise), levels, config.objective.loss_weighting)
+    return loss, float(levels.is_df.float().mean())
+
+
+def check_finite(accelerator, value: torch.Tensor, what: str, step: int, config: TrainConfig) -> None:
+    values = accelerator.gather(value.detach().float().reshape(1))
+    if not torch.isfinite(values).all():
+        raise TrainingDiverged(
+            f"step {step}: {what} is {values.tolist()} (per process) - training stopped. Lower "
+            f"optim.learning_rate (now {config.optim.learning_rate}), keep optim.max_grad_norm > 0, or "
+            f"use train.mixed_precision = 'bf16' instead of 'fp16'; resume from the last checkpoint in "
+            f"{Path(config.train.output_dir) / 'checkpoints'}")
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, accelerator=None):
+        from accelerate import Accelerator
+
+        self.config = config
+        run = config.train
+        self.tracking = run.tensorboard and _has_tensorboard()
+        self.accelerator = accelerator or Accelerator(
+            cpu=not _has_accelerator_device(), mixed_precision=run.mixed_precision, gradient_accumulation_steps=run.gradient_accumulation_steps,
+            step_scheduler_with_optimizer=False, log_with="tensorboard" if self.tracking else None,
+            project_dir=run.output_dir)
+        acc = self.accelerator
+        _check_world(acc)
+        self.data = CachedData(config.data.cache_dir)
+        self.plan = BatchPlan([self.data.bucket(i) for i in range(len(self.data))], run.global_batch_size, run.seed)
+        model = trainable_model(config)
+        optimizer = build_optimizer(config, trainable_parameters(model))
+        self.scheduler = build_scheduler(config, optimizer)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        acc.register_for_checkpointing(self.scheduler)
+        self.step, self.batches_consumed = 0, 0
+
+    # -------------------------------------------------------------------------------------
+    def resume_if_possible(self) -> bool:
+        acc = self.accelerator
+        if acc.is_main_process:
+            remove_partial_checkpoints(self.config.train.output_dir)
+        acc.wait_for_everyone()
+        path = latest_checkpoint(self.config.train.output_dir)
+        if path is None:
+            return False
+        state = load_checkpoint(acc, path)
+        self.step, self.batches_consumed = state["step"], state["batches_consumed"]
+        acc.print(f"resumed from {path} at step {self.step}")
+        return True
+
+    def _micro_batches(self, global_index: int, clip_indices: list[int]):
+        acc, run = self.accelerator, self.config.train
+        mine, rows = shard(clip_indices, acc.process_index, acc.num_processes)
+        ids = [global_index * run.global_batch_size + r for r in rows]
+        size = len(mine) // run.gradient_accumulation_steps
+        for start in range(0, len(mine), size):
+            yield collate(self.data, mine[start:start + size], ids[start:start + size], self.config.data.text_len)
+
+    def train_step(self, global_index: int, clip_indices: list[int]) -> StepResult:
+        acc, losses, df = self.accelerator, [], []
+        grad_norm = torch.tensor(0.0)
+        for batch in self._micro_batches(global_index, clip_indices):
+            with acc.accumulate(self.model):
+                loss, df_share = micro_batch_loss(self.model, batch, self.config, acc.device)
+                check_finite(acc, loss, "the loss", self.step + 1, self.config)
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    grad_norm = self._clip()
+                    check_finite(acc, grad_norm, "the gradient norm", self.step + 1, self.config)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            df.append(df_share)
+        self.scheduler.step()
+        mean_loss = float(acc.reduce(torch.tensor(sum(losses) / len(losses), device=acc.device), "mean"))
+        return StepResult(mean_loss, float(grad_norm), sum(df) / len(df))
+
+    def _clip(self) -> torch.Tensor:
+        max_norm = self.config.optim.max_grad_norm or math.inf
+        norm = self.accelerator.clip_grad_norm_(trainable_parameters(self.model), max_norm)
+        return norm if isinstance(norm, torch.Tensor) else torch.tensor(float(norm))
+
+    # -------------------------------------------------------------------------------------
+    def fit(self, stop_after: int | None = None) -> None:
+        acc, run = self.accelerator, self.config.train
+        if self.tracking:
+            acc.init_trackers("framelevel", config=_flat_scalars(config_to_dict(self.config)))
+        bar = _progress(acc, run, self.step)
+        batches = self.plan.from_position(self.batches_consumed)
+        while self.step < run.max_steps and (stop_after is None or stop_after > 0):
+            global_index, clip_indices = next(batches)
+            result = self.train_step(global_index, clip_indices)
+            self.step, self.batches_consumed = self.step + 1, global_index + 1
+            stop_after = None if stop_after is None else stop_after - 1
+            self._after_step(result, bar)
+        if bar is not None:
+            bar.close()
+        if self.tracking:
+            acc.end_training()
+
+    def _after_step(self, result: StepResult, bar) -> None:
+        run, acc = self.config.train, self.accelerator
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{result.loss:.4f}")
+        if self.tracking and self.step % run.log_every == 0:
+            acc.log({"loss": result.loss, "grad_norm": result.grad_norm, "df_share": result.df_share,
+                     "lr": self.scheduler.get_last_lr()[0]}, step=self.step)
+        if self.step % run.checkpoint_every == 0 or self.step == run.max_steps:
+            save_checkpoint(acc, run.output_dir, self.step, {"batches_consumed": self.batches_consumed},
+                            run.keep_checkpoints)
+        every = self.config.validation.every
+        if every and self.step % every == 0:
+            self.validate()
+
+    # -------------------------------------------------------------------------------------
+    def validate(self) -> list[Path]:
+        """Euler samples for each validation caption file, saved as latents (main process)."""
+        acc, v = self.accelerator, self.config.validation
+        written = []
+        if acc.is_main_process and self.data.validation:
+            from .export import save_safetensors
+
+            model = acc.unwrap_model(self.model)
+            height, width = (s // 8 for s in self.config.data.resolutions[0])
+            for record in self.data.validation:
+                frame_text = pack_batch_prompts(self.data, [record], self.config.data.text_len)
+                gen = torch.Generator().manual_seed(v.seed)
+                noise = torch.randn(1, model.config.in_dim, record["frames"], height, width, generator=gen)
+                schedule = synchronous_schedule(v.steps, record["frames"], v.shift)
+                with acc.autocast():
+                    latent = euler_sample(model, noise.to(acc.device), schedule, frame_text=frame_text)
+                path = Path(self.config.train.output_dir) / "samples" / f"step-{self.step:08d}" / f"{record['name']}.safetensors"
+                written.append(save_safetensors({"latent": latent.float().cpu()}, path))
+        acc.wait_for_everyone()
+        return written
+
+    def export(self, path=None) -> Path | None:
+        """Final weights in ComfyUI format: LoRA (config's key style) or full original-named weights."""
+        acc, run = self.accelerator, self.config.train
+        state = acc.get_state_dict(self.model)
+        if not acc.is_main_process:
+            return None
+        model = trainable_model(self.config)
+        model.load_state_dict(state)
+        out = Path(path or Path(run.output_dir) / ("lora.safetensors" if self.config.lora else "model.safetensors"))
+        meta = {"framelevel_step": str(self.step)}
+        if self.config.lora is not None:
+            return export_lora(model, out, run.export_format, run.export_dtype, meta)
+        return export_full(model, out, run.export_dtype, meta)
+
+
+def _has_accelerator_device() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(xpu and xpu.is_available())
+
+
+def _check_world(accelerator) -> None:
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        raise RuntimeError(f"launched with WORLD_SIZE={launched} but accelerate formed a group of "
+                           f"{accelerator.num_processes}; the processes would train independently. Check "
+                           f"the accelerate config (distributed_type, num_processes).")
+
+
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        try:
+            import tensorboardX  # noqa: F401
+        except ImportError:
+            print("note: TensorBoard is not installed (pip install tensorboard); logging to the console only")
+            return False
+    return True
+
+
+def _progress(acc, run, start):
+    if not (run.progress_bar and acc.is_main_process):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=run.max_steps, initial=start, desc="train", dynamic_ncols=True)
+
+
+def _flat_scalars(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat_scalars(value, name + "."))
+        elif isinstance(value, (int, float, str, bool)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def run_training(config: TrainConfig, stop_after: int | None = None) -> Trainer:
+    trainer = Trainer(config)
+    trainer.resume_if_possible()
+    trainer.fit(stop_after)
+    if trainer.step >= config.train.max_steps:
+        trainer.export()
+    return trainer
