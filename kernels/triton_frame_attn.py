@@ -25,10 +25,6 @@ import triton
 import triton.language as tl
 
 LOG2E = 1.4426950408889634
-DEFAULT_BLOCK_M = 128
-DEFAULT_BLOCK_N = 64
-DEFAULT_WARPS = 8
-DEFAULT_STAGES = 2
 
 
 @triton.jit
@@ -103,14 +99,26 @@ def interpreting() -> bool:
     return not isinstance(frame_attention_fwd_kernel, triton.runtime.jit.JITFunction)
 
 
-def choose_tiles(head_dim: int, dtype: torch.dtype, interpret: bool) -> tuple[int, int, int, int]:
-    """(BLOCK_M, BLOCK_N, warps, stages). GPU defaults follow the AOT register/spill report for
-    D=128 (128x64, 8 warps, 2 stages: no spills on sm80/sm90); the interpreter uses small tiles."""
+def choose_tiles(head_dim: int, dtype: torch.dtype, interpret: bool, arch: int = 90) -> tuple[int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, warps, stages) for compute capability `arch` (e.g. 80, 90).
+
+    From the AOT register/spill report at D=128 (`aot_compile`): half precision on sm_90 uses
+    128x64 / 8 warps (184 registers, no spills, wgmma); sm_80 spills at BLOCK_N=64, so 128x32 /
+    8 warps (197 registers, no spills). IEEE fp32 dots run on FMA units and spill at larger tiles:
+    32x16 / 4 warps. The interpreter gets small tiles (it is slow per element, not per program).
+    """
     if interpret:
         return 16, 16, 1, 1
-    if head_dim > 128 or dtype == torch.float32:
+    if dtype == torch.float32:
+        return 32, 16, 4, 2
+    if head_dim > 128:
         return 64, 32, 4, 2
-    return DEFAULT_BLOCK_M, DEFAULT_BLOCK_N, DEFAULT_WARPS, DEFAULT_STAGES
+    return (128, 64, 8, 2) if arch >= 90 else (128, 32, 8, 2)
+
+
+def device_arch(device: torch.device) -> int:
+    major, minor = torch.cuda.get_device_capability(device)
+    return 10 * major + minor
 
 
 def triton_frame_attention_forward(q, k, v, frame_prompt, seg_start, seg_len, *, heads, tokens_per_frame,
@@ -130,7 +138,8 @@ def triton_frame_attention_forward(q, k, v, frame_prompt, seg_start, seg_len, *,
     interpret = interpreting()
     upcast = interpret and q.dtype == torch.bfloat16
     out = torch.empty(q.shape, device=q.device, dtype=torch.float32 if upcast else q.dtype)
-    block_m, block_n, warps, stages = tiles or choose_tiles(head_dim, q.dtype, interpret)
+    arch = 90 if interpret else device_arch(q.device)
+    block_m, block_n, warps, stages = tiles or choose_tiles(head_dim, q.dtype, interpret, arch)
     device = q.device
     routing = frame_prompt.reshape(-1).to(device=device, dtype=torch.int32)
     starts = seg_start.to(device=device, dtype=torch.int32)
