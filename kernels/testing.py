@@ -107,19 +107,19 @@ def literal_padded_keys(problem: Problem, prompt: int, dtype=torch.float64):
     return k.to(dtype), v.to(dtype)
 
 
-def wan_native_sdpa(problem: Problem, dtype) -> torch.Tensor:
+def wan_native_sdpa(problem: Problem, dtype, device="cpu") -> torch.Tensor:
     """What Wan computes natively: plain SDPA per frame over the literal padded prompt, in `dtype`.
 
     Its error against the float64 reference is "torch SDPA's own error in that dtype".
     """
-    q = problem.q.to(dtype)
+    q = problem.q.to(device=device, dtype=dtype)
     batch, _, channels = q.shape
     heads, tokens = problem.heads, problem.tokens_per_frame
     out = torch.zeros_like(q)
     for z in range(batch):
         for f in range(problem.frame_prompt.shape[1]):
             prompt = int(problem.frame_prompt[z, f])
-            k, v = literal_padded_keys(problem, prompt, dtype)
+            k, v = (t.to(device) for t in literal_padded_keys(problem, prompt, dtype))
             if k.shape[0] == 0:
                 continue
             rows = slice(f * tokens, (f + 1) * tokens)
@@ -139,11 +139,11 @@ def error_per_frame_head(out, expected, frames, heads) -> torch.Tensor:
     return diff.norm(dim=(2, 4)) / ref.norm(dim=(2, 4)).clamp_min(1e-30).where(ref.norm(dim=(2, 4)) > 0, 1.0)
 
 
-def allowed_error(problem: Problem, dtype) -> tuple[float, float]:
+def allowed_error(problem: Problem, dtype, device="cpu") -> tuple[float, float]:
     """(bound, sdpa_error): a backend may err at most max(2x torch SDPA's own max error per frame
     and head in `dtype`, a quarter epsilon) and never above the hard cap of the dtype."""
     frames = problem.frame_prompt.shape[1]
-    sdpa_error = float(error_per_frame_head(wan_native_sdpa(problem, dtype), problem.rounded_reference(dtype),
+    sdpa_error = float(error_per_frame_head(wan_native_sdpa(problem, dtype, device), problem.rounded_reference(dtype),
                                             frames, problem.heads).max())
     return min(max(2 * sdpa_error, NOISE_FLOOR[dtype]), HARD_CAP[dtype]), sdpa_error
 
