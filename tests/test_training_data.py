@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from comfyui_framelevel.training.data.cache import DataConfig, build_cache
 from comfyui_framelevel.training.data.captions import (
     distinct_frame_prompts,

@@ -11,15 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import comfyui_framelevel.training as training_package
 import pytest
 import torch
-from safetensors.torch import load_file
-
-import comfyui_framelevel.training as training_package
 from comfyui_framelevel.training.config import ConfigError, config_from_dict
 from comfyui_framelevel.training.data.dataset import collate
 from comfyui_framelevel.training.testing import prepare_tiny_run, tiny_run_config, to_toml
 from comfyui_framelevel.training.train import Trainer, micro_batch_loss
+from safetensors.torch import load_file
 
 ROOT = Path(training_package.__file__).resolve().parents[1]  # the pack, wherever tests run from
 CLI = ROOT / "training" / "cli.py"

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import torch
-from safetensors.torch import load_file
-
 from comfyui_framelevel.training.export import check_lora_keys, export_full, export_lora, lora_state_dict
-from comfyui_framelevel.training.lora import LoraConfig, inject_lora, lora_modules, merge_lora, original_state_dict
+from comfyui_framelevel.training.lora import (
+    LoraConfig,
+    inject_lora,
+    lora_modules,
+    merge_lora,
+    original_state_dict,
+)
 from comfyui_framelevel.training.wan import WanDiT, random_init, tiny_config
+from safetensors.torch import load_file
 
 
 def model_and_inputs(seed=0):

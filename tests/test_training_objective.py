@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from comfyui_framelevel.training.objective import (
     FrameNoise,
     NoiseConfig,
@@ -16,6 +13,8 @@ from comfyui_framelevel.training.objective import (
     shift_sigma,
     velocity_target,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 configs = st.builds(
     NoiseConfig,
