@@ -1,0 +1,177 @@
+"""Long-video SAMPLER nodes (PMWD, sliding window, FIFO) and the schedule picture.
+
+Each node only chooses a planner of the pure core; the same executor and the same ComfyUI glue run
+them all (see docs/long_video_api.md). Every length is in LATENT frames (81 pixel frames = 21).
+"""
+
+from __future__ import annotations
+
+from .core.executor import SOLVERS, ExecutorOptions
+from .core.windows import FIFOOptions, PMWDOptions, SlidingOptions, fifo_plan, pmwd_plan, sliding_plan
+from .validation import require
+
+CATEGORY = "FrameLevel/Long video"
+
+
+def _adapter():
+    from . import comfy_adapter  # only this module imports comfy; loaded when a node runs
+    return comfy_adapter
+
+
+COMMON = {
+    "solver": (list(SOLVERS), {"default": "euler", "tooltip":
+               "Per-frame solver: euler or dpmpp_2m (second order, no extra model calls)."}),
+    "max_windows_per_batch": ("INT", {"default": 0, "min": 0, "max": 256, "tooltip":
+                              "Windows stacked into one model call; 0 = all windows of a step at once "
+                              "(fastest); lower it if memory runs out."}),
+}
+WINDOW = ("INT", {"default": 21, "min": 1, "max": 1000, "tooltip":
+                  "Window length in LATENT frames (21 = 81 pixel frames, Wan's training length)."})
+
+
+def _sampler(planner, solver, max_windows_per_batch):
+    options = ExecutorOptions(solver=solver, max_windows_per_batch=max_windows_per_batch)
+    return (_adapter().plan_sampler(planner, options),)
+
+
+class FrameLevelPMWDSampler:
+    DESCRIPTION = ("Parallel multi-window denoising (the paper's PMWD) as a SAMPLER for SamplerCustomAdvanced: K "
+                   "windows cover the whole video, all are denoised at every step (batched) and overlapping "
+                   "predictions are averaged, so no error accumulates. Window k starts at "
+                   "floor(k*(F-W)/(K-1)) latent frames. Frame prompts and anchors are honoured per window.")
+    CATEGORY = CATEGORY
+    FUNCTION = "build"
+    RETURN_TYPES = ("SAMPLER",)
+    OUTPUT_TOOLTIPS = ("Connect to SamplerCustomAdvanced's sampler input.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "window": WINDOW,
+            "num_windows": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip":
+                            "K, the number of windows; 0 = derive it from overlap."}),
+            "overlap": ("INT", {"default": 5, "min": 0, "max": 999, "tooltip":
+                        "Minimum overlap of neighbouring windows in LATENT frames (used when num_windows is 0)."}),
+            "fusion": (["flat", "pyramid", "linear"], {"default": "flat", "tooltip":
+                       "Weights for averaging overlapping predictions: flat (the paper), pyramid, or linear "
+                       "ramps over the overlap."}),
+            **COMMON,
+        }}
+
+    def build(self, window, num_windows, overlap, fusion, solver, max_windows_per_batch):
+        require(overlap < window, "overlap", overlap, f"must be smaller than the window ({window} latent frames)",
+                "lower overlap or raise window")
+        options = dict(window=window, fusion=fusion)
+        options.update(num_windows=num_windows) if num_windows else options.update(overlap=overlap)
+
+        def planner(sigmas, frames, anchors):
+            return pmwd_plan(sigmas, frames, PMWDOptions(anchors=tuple(anchors), **options))
+        return _sampler(planner, solver, max_windows_per_batch)
+
+
+class FrameLevelSlidingWindowSampler:
+    DESCRIPTION = ("Sequential sliding window (paper algorithm 1) as a SAMPLER: each window denoises `slide` new "
+                   "latent frames conditioned on the last window-slide latents of history, re-noised to "
+                   "history_sigma, until the video is complete.")
+    CATEGORY = CATEGORY
+    FUNCTION = "build"
+    RETURN_TYPES = ("SAMPLER",)
+    OUTPUT_TOOLTIPS = ("Connect to SamplerCustomAdvanced's sampler input.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "window": WINDOW,
+            "slide": ("INT", {"default": 16, "min": 1, "max": 1000, "tooltip":
+                      "New LATENT frames per window; window - slide latent frames of history condition them."}),
+            "history_sigma": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99, "step": 0.01, "tooltip":
+                              "Noise level (sigma) the history latents are re-noised to each step; 0 = clean."}),
+            **COMMON,
+        }}
+
+    def build(self, window, slide, history_sigma, solver, max_windows_per_batch):
+        require(1 <= slide <= window, "slide", slide, f"must be in 1..window ({window} latent frames)",
+                "use a slide between 1 and the window length")
+
+        def planner(sigmas, frames, anchors):
+            return sliding_plan(sigmas, frames, SlidingOptions(window=window, slide=slide,
+                                                               history_sigma=history_sigma, anchors=tuple(anchors)))
+        return _sampler(planner, solver, max_windows_per_batch)
+
+
+class FrameLevelFIFOSampler:
+    DESCRIPTION = ("FIFO diffusion (paper algorithm 2) as a SAMPLER: a queue of latents with diagonally increasing "
+                   "noise; each step every latent moves one level down, the clean head leaves and fresh noise "
+                   "enters the tail with its own frame prompt. Starts from a Diffusion Forcing staircase. The "
+                   "SIGMAS must have window x partitions steps.")
+    CATEGORY = CATEGORY
+    FUNCTION = "build"
+    RETURN_TYPES = ("SAMPLER",)
+    OUTPUT_TOOLTIPS = ("Connect to SamplerCustomAdvanced's sampler input.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "window": WINDOW,
+            "partitions": ("INT", {"default": 1, "min": 1, "max": 16, "tooltip":
+                           "Latent partitioning: noise levels per queue slot (steps = window x partitions)."}),
+            "lookahead": ("BOOLEAN", {"default": False, "tooltip":
+                          "Lookahead denoising: also evaluate half-shifted windows (about 2x the model calls)."}),
+            **COMMON,
+        }}
+
+    def build(self, window, partitions, lookahead, solver, max_windows_per_batch):
+        def planner(sigmas, frames, anchors):
+            return fifo_plan(sigmas, frames, FIFOOptions(window=window, partitions=partitions, lookahead=lookahead,
+                                                         anchors=tuple(anchors)))
+        return _sampler(planner, solver, max_windows_per_batch)
+
+
+class FrameLevelScheduleView:
+    DESCRIPTION = ("Draws the plan of one of this pack's samplers before sampling: the noise level of every latent "
+                   "frame at every iteration (heat map), the anchors, and the prompt index per latent frame.")
+    CATEGORY = "FrameLevel/Debug"
+    FUNCTION = "draw"
+    RETURN_TYPES = ("IMAGE", "STRING")
+    RETURN_NAMES = ("picture", "summary")
+    OUTPUT_TOOLTIPS = ("The schedule picture (iteration x latent frame).",
+                       "Window layout and number of model evaluations, as text.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "sampler": ("SAMPLER", {"tooltip": "A sampler from this pack (Diffusion Forcing, PMWD, sliding, FIFO)."}),
+            "sigmas": ("SIGMAS", {"tooltip": "The base sigma schedule (e.g. BasicScheduler)."}),
+            "latent": ("LATENT", {"tooltip": "The video latent (its LATENT frame count and anchors are used)."}),
+        }, "optional": {
+            "frame_prompts": ("FL_FRAME_PROMPTS", {"tooltip": "Per-latent-frame prompts to show as a strip."}),
+        }}
+
+    def draw(self, sampler, sigmas, latent, frame_prompts=None):
+        from .core.per_frame_sigma import anchors_from_mask
+        from .core.plan import summarize_plan
+        from .core.schedule_picture import render_schedule
+        planner = getattr(sampler, "extra_options", {}).get("planner")
+        require(planner is not None, "sampler", type(sampler).__name__, "is not a sampler of this pack",
+                "connect FrameLevelDiffusionForcingSampler, FrameLevelPMWDSampler, FrameLevelSlidingWindowSampler "
+                "or FrameLevelFIFOSampler")
+        frames = latent["samples"].shape[2]
+        mask = latent.get("noise_mask")
+        anchors = anchors_from_mask(mask.reshape(-1, 1, *mask.shape[-3:]) if mask is not None else None)
+        plan = planner(sigmas.detach().cpu(), frames, anchors)
+        index = frame_prompts.index_for(frames) if frame_prompts is not None else None
+        return (render_schedule(plan, prompt_index=index), summarize_plan(plan))
+
+
+NODE_CLASS_MAPPINGS = {
+    "FrameLevelPMWDSampler": FrameLevelPMWDSampler,
+    "FrameLevelSlidingWindowSampler": FrameLevelSlidingWindowSampler,
+    "FrameLevelFIFOSampler": FrameLevelFIFOSampler,
+    "FrameLevelScheduleView": FrameLevelScheduleView,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "FrameLevelPMWDSampler": "Frame-Level PMWD Sampler (parallel windows)",
+    "FrameLevelSlidingWindowSampler": "Frame-Level Sliding Window Sampler",
+    "FrameLevelFIFOSampler": "Frame-Level FIFO Sampler",
+    "FrameLevelScheduleView": "Frame-Level Schedule View",
+}

@@ -1,0 +1,106 @@
+"""PMWD, sliding window and FIFO through ComfyUI's sampling stack on a tiny random Wan (CPU)."""
+
+import pytest
+import torch
+
+import comfy_support as cs
+from test_comfyui_diffusion_forcing import run_custom, sigmas_for
+
+pytestmark = pytest.mark.comfyui
+FRAMES, HEIGHT, WIDTH = 8, 4, 4
+
+
+@pytest.fixture(scope="module")
+def setup():
+    cs.import_comfy()
+    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
+    model = cs.comfy_wan_from_dit(cs.tiny_dit(seed=4))
+    contexts = [cs.padded_context(None, real, 32, seed=seed) for seed, real in enumerate((5, 9, 3))]
+    return model, apply_frame_level_cross_attention(model), contexts
+
+
+def latent():
+    return {"samples": torch.zeros(1, 16, FRAMES, HEIGHT, WIDTH)}
+
+
+def pmwd(window=4, num_windows=3, fusion="flat", batch=0):
+    from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDSampler
+    return FrameLevelPMWDSampler().build(window, num_windows, 0, fusion, "euler", batch)[0]
+
+
+def test_pmwd_equals_comfyui_context_windows_on_one_prompt(setup):
+    comfy = cs.import_comfy()
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
+    model, _, contexts = setup
+    positive, negative = cs.conditioning(contexts[0]), cs.conditioning(contexts[1])
+    # F = 8, W = 4: ComfyUI's standard_static with overlap 2 gives [0..3] [2..5] [4..7]; PMWD with K = 3 too.
+    windowed = ContextWindowsManualNode.execute(model, 4, 2, "standard_static", 1, False, "flat", dim=2)
+    windowed = windowed[0] if isinstance(windowed, tuple) else windowed.result[0]
+    sigmas = sigmas_for(model, 4)
+    theirs = run_custom(windowed, comfy.samplers.sampler_object("euler"), positive, negative, latent(), sigmas)
+    ours = run_custom(model, pmwd(), positive, negative, latent(), sigmas)
+    assert (ours - theirs).abs().max() <= 1e-5 * theirs.abs().max()
+
+
+def test_pmwd_batched_equals_one_window_per_call(setup):
+    _, patched, contexts = setup
+    positive = cs.frame_conditioning(contexts, [0, 0, 1, 1, 1, 2, 2, 2])
+    sigmas = sigmas_for(patched, 3)
+    batched = run_custom(patched, pmwd(batch=0), positive, cs.conditioning(contexts[2]), latent(), sigmas)
+    single = run_custom(patched, pmwd(batch=1), positive, cs.conditioning(contexts[2]), latent(), sigmas)
+    assert (batched - single).abs().max() <= 1e-5 * single.abs().max()
+
+
+def test_each_window_receives_the_prompts_of_its_own_latents(setup):
+    from comfyui_framelevel.nodes.comfy_adapter import FRAME_INDEX_OPTION, PACKED_TEXT_OPTION
+    _, patched, contexts = setup
+    schedule = [0, 0, 1, 1, 1, 2, 2, 2]
+    probe = patched.clone()
+    original = probe.get_model_object("diffusion_model.blocks.0.cross_attn.forward")
+    calls = []
+
+    def record(x, context, context_img_len=None, transformer_options={}, **kwargs):
+        packed, _ = transformer_options[PACKED_TEXT_OPTION]
+        index = transformer_options[FRAME_INDEX_OPTION]
+        chunk = transformer_options["cond_or_uncond"].index(0)   # rows of the positive (frame-level) cond
+        rows = slice(chunk * index.shape[0], (chunk + 1) * index.shape[0])
+        calls.append((index.clone(), packed.frame_prompt[rows].clone()))
+        return original(x, context, context_img_len=context_img_len, transformer_options=transformer_options, **kwargs)
+    probe.add_object_patch("diffusion_model.blocks.0.cross_attn.forward", record)
+    run_custom(probe, pmwd(), cs.frame_conditioning(contexts, schedule), cs.conditioning(contexts[2]), latent(),
+               sigmas_for(probe, 2))
+    assert calls
+    windows_seen = set()
+    for frame_index, routing in calls:
+        for row in range(frame_index.shape[0]):
+            frames = frame_index[row].tolist()
+            windows_seen.add(tuple(frames))
+            for a in range(len(frames)):
+                for b in range(len(frames)):
+                    same_prompt = schedule[frames[a]] == schedule[frames[b]]
+                    assert same_prompt == bool(routing[row, a] == routing[row, b])
+    assert windows_seen == {(0, 1, 2, 3), (2, 3, 4, 5), (4, 5, 6, 7)}
+
+
+@pytest.mark.parametrize("loop", ["sliding", "fifo"])
+def test_loops_run_end_to_end_through_the_nodes(setup, loop):
+    from comfyui_framelevel.nodes.long_video_nodes import FrameLevelFIFOSampler, FrameLevelSlidingWindowSampler
+    _, patched, contexts = setup
+    if loop == "sliding":
+        sampler = FrameLevelSlidingWindowSampler().build(4, 2, 0.0, "euler", 0)[0]
+    else:
+        sampler = FrameLevelFIFOSampler().build(4, 1, False, "euler", 0)[0]
+    out = run_custom(patched, sampler, cs.frame_conditioning(contexts, [0, 0, 1, 1, 1, 2, 2, 2]),
+                     cs.conditioning(contexts[2]), latent(), sigmas_for(patched, 4))
+    assert out.shape == (1, 16, FRAMES, HEIGHT, WIDTH) and torch.isfinite(out).all()
+    assert out.abs().mean() > 0.1
+
+
+def test_schedule_view_draws_the_plan(setup):
+    from comfyui_framelevel.nodes.core.prompts import compile_prompt_schedule
+    from comfyui_framelevel.nodes.long_video_nodes import FrameLevelScheduleView
+    model, _, _ = setup
+    schedule = compile_prompt_schedule("0: a\n2: b", length=FRAMES, unit="latent", key_unit="latent")
+    picture, summary = FrameLevelScheduleView().draw(pmwd(), sigmas_for(model, 4), latent(), schedule)
+    assert picture.ndim == 4 and picture.shape[-1] == 3 and picture.shape[0] == 1
+    assert "pmwd" in summary.lower()
