@@ -1,0 +1,33 @@
+"""The benchmark compares equal work: every variant it times computes the same attention."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from comfyui_framelevel.kernels import bench_frame_attention as bench
+
+
+def test_all_benchmark_variants_agree_with_the_batched_backend():
+    problem = bench.wan_problem("1.3b", frames=5, tokens_per_frame=6)
+    variants = bench.build_variants(problem, torch.float32, torch.device("cpu"), ["batched", "grouped"])
+    differences = bench.output_differences(variants, problem, torch.float32, torch.device("cpu"))
+    assert set(differences) == {"batched", "grouped", "padded_512", "dense_mask_Fx512"}
+    assert max(differences.values()) < 1e-5, differences
+
+
+def test_benchmark_prints_ratio_table(capsys):
+    assert bench.main(["--shape", "1.3b", "--frames", "3", "--tokens-per-frame", "4", "--rounds", "1",
+                       "--backends", "batched", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "x batched" in out and "x dense" in out and "x pad512" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("batched", "padded_512"))]
+    assert {row[0]: float(row[1]) for row in rows}["batched"] == 1.0
+
+
+def test_benchmark_file_runs_from_the_repository():
+    script = Path(__file__).resolve().parents[1] / "kernels" / "bench_frame_attention.py"
+    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--scaled" in result.stdout, result.stderr
