@@ -18,7 +18,8 @@ import torch.nn.functional as F
 def bias_mask_dtype(q: torch.Tensor) -> torch.dtype:
     """Dtype of the additive key mask. CPU SDPA accepts a float32 mask with half-precision q,
     which keeps ln(n) exact (bf16 would round ln(392) by up to 0.016); CUDA kernels want q's dtype."""
-    return torch.float32 if q.device.type == "cpu" else q.dtype
+    # float64 q needs a float64 mask: CPU SDPA silently mis-computes a float64 q with a float32 mask.
+    return torch.float32 if q.device.type == "cpu" and q.dtype in (torch.float16, torch.bfloat16) else q.dtype
 
 
 def frames_as_batch(q: torch.Tensor, frames: int, heads: int) -> torch.Tensor:

@@ -146,8 +146,9 @@ def _window_slices(window, columns: int, frames: int) -> bool:
 
 
 def _frame_timestep_wrapper(executor, x, timestep, context, clip_fea=None, time_dim_concat=None,
-                            transformer_options={}, **kwargs):
+                            transformer_options=None, **kwargs):
     """DIFFUSION_MODEL wrapper of our samplers: the model sees each frame's own timestep [B, F]."""
+    transformer_options = transformer_options if transformer_options is not None else {}
     per_frame = transformer_options.get(FRAME_TIMESTEPS_OPTION)
     if per_frame is not None:
         window = transformer_options.get("context_window")
@@ -161,8 +162,9 @@ def _frame_timestep_wrapper(executor, x, timestep, context, clip_fea=None, time_
 
 
 def _frame_text_wrapper(executor, x, timestep, context, clip_fea=None, time_dim_concat=None,
-                        transformer_options={}, **kwargs):
+                        transformer_options=None, **kwargs):
     """DIFFUSION_MODEL wrapper: embed the packed per-frame text once and hand it to the blocks."""
+    transformer_options = transformer_options if transformer_options is not None else {}
     rows = kwargs.pop(FRAME_TEXT_KEY, None)
     if rows is None:
         return executor(x, timestep, context, clip_fea, time_dim_concat, transformer_options, **kwargs)
@@ -189,7 +191,8 @@ def _frame_text_wrapper(executor, x, timestep, context, clip_fea=None, time_dim_
 
 
 def _make_cross_attention_forward(previous_forward):
-    def forward(self, x, context, context_img_len=None, transformer_options={}, **kwargs):
+    def forward(self, x, context, context_img_len=None, transformer_options=None, **kwargs):
+        transformer_options = transformer_options if transformer_options is not None else {}
         routed = transformer_options.get(PACKED_TEXT_OPTION)
         if routed is None:
             if context_img_len is not None:

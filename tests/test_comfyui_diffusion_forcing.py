@@ -1,9 +1,8 @@
 """Diffusion Forcing through ComfyUI's own sampling stack on a tiny random Wan (CPU)."""
 
+import comfy_support as cs
 import pytest
 import torch
-
-import comfy_support as cs
 
 pytestmark = pytest.mark.comfyui
 FRAMES, HEIGHT, WIDTH = 5, 4, 4

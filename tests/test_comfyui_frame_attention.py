@@ -1,9 +1,8 @@
 """Frame-level cross-attention on ComfyUI's own Wan classes (tiny random model, CPU)."""
 
+import comfy_support as cs
 import pytest
 import torch
-
-import comfy_support as cs
 
 pytestmark = pytest.mark.comfyui
 
@@ -190,6 +189,7 @@ def test_i2v_image_tokens_stay_global():
 def test_non_wan_model_is_refused():
     cs.import_comfy()
     import types
+
     from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
     from comfyui_framelevel.nodes.validation import FrameLevelInputError
     fake = types.SimpleNamespace(model=types.SimpleNamespace(diffusion_model=torch.nn.Linear(2, 2)))

@@ -1,9 +1,8 @@
 """PMWD, sliding window and FIFO through ComfyUI's sampling stack on a tiny random Wan (CPU)."""
 
+import comfy_support as cs
 import pytest
 import torch
-
-import comfy_support as cs
 from test_comfyui_diffusion_forcing import run_custom, sigmas_for
 
 pytestmark = pytest.mark.comfyui
@@ -59,7 +58,7 @@ def test_each_window_receives_the_prompts_of_its_own_latents(setup):
     original = probe.get_model_object("diffusion_model.blocks.0.cross_attn.forward")
     calls = []
 
-    def record(x, context, context_img_len=None, transformer_options={}, **kwargs):
+    def record(x, context, context_img_len=None, transformer_options=None, **kwargs):
         packed, _ = transformer_options[PACKED_TEXT_OPTION]
         index = transformer_options[FRAME_INDEX_OPTION]
         chunk = transformer_options["cond_or_uncond"].index(0)   # rows of the positive (frame-level) cond
@@ -84,7 +83,10 @@ def test_each_window_receives_the_prompts_of_its_own_latents(setup):
 
 @pytest.mark.parametrize("loop", ["sliding", "fifo"])
 def test_loops_run_end_to_end_through_the_nodes(setup, loop):
-    from comfyui_framelevel.nodes.long_video_nodes import FrameLevelFIFOSampler, FrameLevelSlidingWindowSampler
+    from comfyui_framelevel.nodes.long_video_nodes import (
+        FrameLevelFIFOSampler,
+        FrameLevelSlidingWindowSampler,
+    )
     _, patched, contexts = setup
     if loop == "sliding":
         sampler = FrameLevelSlidingWindowSampler().build(4, 2, 0.0, "euler", 0)[0]

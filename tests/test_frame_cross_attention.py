@@ -4,7 +4,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from comfyui_framelevel.kernels import frame_cross_attention, pack_prompts
 from comfyui_framelevel.kernels.frame_attention import frame_cross_attention_reference
 

@@ -1,7 +1,6 @@
+from comfyui_framelevel.nodes.core import frames as fm
 from hypothesis import given
 from hypothesis import strategies as st
-
-from comfyui_framelevel.nodes.core import frames as fm
 
 
 def test_wan_clip_lengths():

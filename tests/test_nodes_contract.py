@@ -1,9 +1,8 @@
 """Every node: DESCRIPTION, category under FrameLevel/, a tooltip on every input; encode-once."""
 
+import comfyui_framelevel
 import pytest
 import torch
-
-import comfyui_framelevel
 from comfyui_framelevel.nodes.core.frame_text import FrameText, frame_text_from_schedule, pack_frame_text
 from comfyui_framelevel.nodes.core.prompts import compile_prompt_schedule
 

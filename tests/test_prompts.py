@@ -1,10 +1,9 @@
 import json
 
 import pytest
+from comfyui_framelevel.nodes.core.prompts import PromptScheduleError, compile_prompt_schedule, fit_index
 from hypothesis import given
 from hypothesis import strategies as st
-
-from comfyui_framelevel.nodes.core.prompts import PromptScheduleError, compile_prompt_schedule, fit_index
 
 
 def compile_latent(text, frames, **kw):
