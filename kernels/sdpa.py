@@ -49,7 +49,7 @@ def gather_frame_keys(k, v, key_bias, routing, seg_start, seg_len, heads, mask_d
     shape = (routing.numel(), width, heads, head_dim)
     k_f = k.index_select(0, index.reshape(-1)).view(shape).transpose(1, 2)
     v_f = v.index_select(0, index.reshape(-1)).view(shape).transpose(1, 2)
-    bias = key_bias.float().index_select(0, index.reshape(-1)).view(index.shape) if key_bias is not None \
+    bias = key_bias.to(torch.promote_types(key_bias.dtype, mask_dtype)).index_select(0, index.reshape(-1)).view(index.shape) if key_bias is not None \
         else torch.zeros(index.shape, device=k.device)
     empty = lengths == 0
     mask = torch.where(valid | empty.unsqueeze(1), bias, float("-inf"))

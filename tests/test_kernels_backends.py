@@ -108,3 +108,14 @@ def test_non_contiguous_query_view():
         out = dispatch.backend_function(name)(view, k, v, *tables, **problem.kwargs())
         torch.testing.assert_close(out, dispatch.backend_function("reference")(q, k, v, *tables, **problem.kwargs()),
                                    rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["grouped", "batched"])
+def test_float64_forward_is_exact(backend):
+    """float64 inputs must stay float64 end to end (a float32 key mask would lose precision)."""
+    problem = make_problem(**STANDARD_CASES["ragged"], seed=13)
+    q, k, v, *tables = problem.args(torch.float64)
+    kwargs = {**problem.kwargs(), "key_bias": problem.exact_key_bias()}
+    out = dispatch.backend_function(backend)(q, k, v, *tables, **kwargs)
+    expected = dispatch.backend_function("reference")(q, k, v, *tables, **kwargs)
+    assert float(error_per_frame_head(out, expected, 5, problem.heads).max()) < 1e-12
