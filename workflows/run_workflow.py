@@ -25,13 +25,14 @@ from pathlib import Path
 PACK_ROOT = Path(__file__).resolve().parents[1]
 PACK_NAME = "comfyui-framelevel"
 
-# loader class -> (input holding the file name, model folders under ComfyUI/models, what it is)
+# loader class -> (input holding the file name, folders under the ComfyUI checkout, what it is)
 MODEL_INPUTS = {
-    "UNETLoader": ("unet_name", ("diffusion_models", "unet"), "Wan diffusion model"),
-    "CLIPLoader": ("clip_name", ("text_encoders", "clip"), "text encoder"),
-    "VAELoader": ("vae_name", ("vae",), "VAE"),
-    "LoraLoaderModelOnly": ("lora_name", ("loras",), "LoRA"),
-    "CLIPVisionLoader": ("clip_name", ("clip_vision",), "CLIP vision model"),
+    "UNETLoader": ("unet_name", ("models/diffusion_models", "models/unet"), "Wan diffusion model"),
+    "CLIPLoader": ("clip_name", ("models/text_encoders", "models/clip"), "text encoder"),
+    "VAELoader": ("vae_name", ("models/vae",), "VAE"),
+    "LoraLoaderModelOnly": ("lora_name", ("models/loras",), "LoRA"),
+    "CLIPVisionLoader": ("clip_name", ("models/clip_vision",), "CLIP vision model"),
+    "LoadImage": ("image", ("input",), "input image"),
 }
 
 
@@ -49,7 +50,7 @@ def link_pack(comfy_dir: Path) -> Path:
 
 
 def missing_models(workflow: dict, comfy_dir: Path) -> list[str]:
-    """One line per model file the workflow loads that is not in its ComfyUI models folder."""
+    """One line per model (or input image) file the workflow loads that is not in its ComfyUI folder."""
     missing = []
     for node_id, node in workflow.items():
         spec = MODEL_INPUTS.get(node.get("class_type"))
@@ -59,9 +60,9 @@ def missing_models(workflow: dict, comfy_dir: Path) -> list[str]:
         name = node.get("inputs", {}).get(input_name)
         if not isinstance(name, str):
             continue
-        if not any((comfy_dir / "models" / folder / name).is_file() for folder in folders):
+        if not any((comfy_dir / folder / name).is_file() for folder in folders):
             missing.append(f"{name} ({what}, node {node_id} {node['class_type']}): put it in "
-                           f"{comfy_dir / 'models' / folders[0]}")
+                           f"{comfy_dir / folders[0]}")
     return missing
 
 
