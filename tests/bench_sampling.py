@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import comfy_support as cs
 import conftest  # noqa: F401  (loads the pack as comfyui_framelevel)
 import torch
-
-import comfy_support as cs
 
 
 def timed(fn):
@@ -50,7 +49,6 @@ def main(argv=None) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     comfy = cs.import_comfy()
     from comfy_extras.nodes_context_windows import ContextWindowsManualNode
-
     from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention, calculate_sigmas
     from comfyui_framelevel.nodes.df_nodes import FrameLevelDiffusionForcingSampler
     from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDSampler

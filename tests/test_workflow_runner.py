@@ -39,7 +39,6 @@ def test_every_workflow_story_compiles_at_its_length():
 
 def test_main_workflow_is_30_seconds_of_pmwd_windows():
     import torch
-
     from comfyui_framelevel.nodes.core.plan import window_evaluations
     from comfyui_framelevel.nodes.core.sigmas import flow_sigmas
     from comfyui_framelevel.nodes.core.windows import PMWDOptions, pmwd_plan
