@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "comfyui_framelevel"
 
 
-def _load_pack():
+def load_pack():
+    """The pack as `comfyui_framelevel` (also used by subprocess helpers run as scripts)."""
     existing = sys.modules.get(PACKAGE)
     if existing is not None and Path(existing.__file__).resolve().parent == ROOT:
         return existing
@@ -26,7 +27,7 @@ def _load_pack():
     return module
 
 
-_load_pack()
+load_pack()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -8,7 +8,6 @@ Run as a script: ``python tests/story_helpers.py <module> [args...]`` imports th
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import runpy
 import sys
@@ -18,20 +17,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "comfyui_framelevel"
-
-
-def load_pack():
-    existing = sys.modules.get(PACKAGE)
-    if existing is not None:
-        return existing
-    spec = importlib.util.spec_from_file_location(
-        PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACKAGE] = module
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import PACKAGE, load_pack  # noqa: E402  (one loader for tests and subprocesses)
 
 
 def cli_command(module: str, *args: str) -> list[str]:
