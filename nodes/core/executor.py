@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .fusion import WindowFusion, frame_tensor, gather_windows
 from .plan import Plan, Window, window_batches, with_condition_sigma
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -95,14 +96,10 @@ def _model_input(plan: Plan, iteration: int, x: torch.Tensor, generator: torch.G
 def _evaluate_batch(windows: list[Window], denoiser: Denoiser, model_x: torch.Tensor,
                     sigma: torch.Tensor) -> torch.Tensor:
     batch = model_x.shape[0]
-    inputs, sigmas, indices = [], [], []
-    for w in windows:
-        frames = torch.tensor(w.frames, dtype=torch.int64)
-        inputs.append(model_x[:, :, frames.to(model_x.device)])
-        sigmas.append(sigma[frames].to(_sigma_dtype(model_x)).expand(batch, -1))
-        indices.append(frames.expand(batch, -1))
-    x_in = torch.cat(inputs)
-    out = denoiser(x_in, torch.cat(sigmas).to(model_x.device), torch.cat(indices).to(model_x.device))
+    x_in = gather_windows(model_x, windows)
+    sigmas = torch.cat([sigma[list(w.frames)].to(_sigma_dtype(model_x)).expand(batch, -1) for w in windows])
+    indices = torch.cat([frame_tensor(w).expand(batch, -1) for w in windows])
+    out = denoiser(x_in, sigmas.to(model_x.device), indices.to(model_x.device))
     if out.shape != x_in.shape:
         raise ValueError(f"denoiser returned shape {tuple(out.shape)} for input {tuple(x_in.shape)}; "
                          "it must return the x0 prediction of the same shape")
@@ -112,40 +109,21 @@ def _evaluate_batch(windows: list[Window], denoiser: Denoiser, model_x: torch.Te
 def fused_prediction(plan: Plan, iteration: int, denoiser: Denoiser, model_x: torch.Tensor,
                      sigma: torch.Tensor, options: ExecutorOptions,
                      interrupt_check: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted mean of the window predictions per latent. Returns (x0 [B, C, F, H, W], written
-    bool [F]); a latent written by exactly one window gets that prediction bit-exactly; latents
-    written by no window keep the model input (only previews ever look at them)."""
+    """Weighted mean of the window predictions per latent (:class:`.fusion.WindowFusion`).
+    Returns (x0 [B, C, F, H, W], written bool [F]); a latent written by exactly one window gets
+    that prediction bit-exactly; latents written by no window keep the model input (only previews
+    ever look at them)."""
     windows = plan.windows[iteration]
-    batch, frames = model_x.shape[0], model_x.shape[2]
-    acc_dtype = torch.promote_types(model_x.dtype, torch.float32)
-    acc = torch.zeros(model_x.shape, dtype=acc_dtype, device=model_x.device)
-    single = model_x.clone()
-    weight_sum = torch.zeros(frames, dtype=torch.float64)
-    writers = torch.zeros(frames, dtype=torch.int64)
+    batch = model_x.shape[0]
+    fusion = WindowFusion(model_x)
     for positions in window_batches(windows, options.max_windows_per_batch):
         if interrupt_check is not None:
             interrupt_check()
         group = [windows[p] for p in positions]
         out = _evaluate_batch(group, denoiser, model_x, sigma)
         for k, w in enumerate(group):
-            mask = [j for j, wt in enumerate(w.weights) if wt > 0]
-            if not mask:
-                continue
-            pred = out[k * batch:(k + 1) * batch, :, mask]
-            idx = torch.tensor([w.frames[j] for j in mask], dtype=torch.int64)
-            wts = torch.tensor([w.weights[j] for j in mask], dtype=torch.float64)
-            acc.index_add_(2, idx.to(acc.device), pred.to(acc_dtype) * wts.to(acc).view(1, 1, -1, 1, 1))
-            single[:, :, idx.to(single.device)] = pred.to(single.dtype)
-            weight_sum[idx] += wts
-            writers[idx] += 1
-    written = writers > 0
-    fused = single
-    shared = torch.nonzero(writers > 1).flatten()
-    if shared.numel():
-        norm = weight_sum[shared].to(acc).view(1, 1, -1, 1, 1)
-        dev_idx = shared.to(acc.device)
-        fused[:, :, dev_idx] = (acc[:, :, dev_idx] / norm).to(fused.dtype)
-    return fused, written
+            fusion.add(w, out[k * batch:(k + 1) * batch])
+    return fusion.result()
 
 
 def _euler_step(x, x0, s, s_next):
