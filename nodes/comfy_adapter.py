@@ -7,6 +7,7 @@ a custom cond key, and encodes prompts with a CLIP. Node classes import it lazil
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import types
 
@@ -19,10 +20,12 @@ import comfy.utils
 import torch
 
 from ..kernels import frame_cross_attention
-from .core.executor import ExecutorOptions, execute_plan
+from .core.executor import ExecutorOptions, execute_plan, windows_per_batch
 from .core.frame_text import FrameText, frame_text_from_schedule, pack_frame_text
+from .core.fusion import WindowFusion, gather_windows
 from .core.per_frame_sigma import anchors_from_mask, per_frame_x0, progress_step, reference_sigmas
 from .core.plan import initial_latents, summarize_plan
+from .core.windows import PMWDOptions, pmwd_windows
 from .validation import FrameLevelInputError
 
 FRAME_TEXT_KEY = "fl_frame_text"          # cond-dict key set by FrameLevelTextEncode
@@ -31,6 +34,7 @@ FRAME_TIMESTEPS_OPTION = "fl_frame_timesteps"  # [N, L] per-frame timesteps set 
 FRAME_INDEX_OPTION = "fl_frame_index"      # [N, L] global latent index of each frame (our samplers)
 PATCH_KEY = "framelevel"                   # key of our wrappers on a ModelPatcher
 TIMESTEP_WRAPPER_KEY = "framelevel_timesteps"
+PMWD_PATCH_KEY = "framelevel_pmwd"         # key of the PMWD model patch's wrappers
 SUPPORTED_WAN_CLASSES = (wan_model.WanModel, wan_model.VaceWanModel)
 SUPPORTED_CROSS_ATTENTION = (wan_model.WanT2VCrossAttention, wan_model.WanI2VCrossAttention)
 
@@ -300,17 +304,37 @@ def _progress(callback, steps: int):
     return report
 
 
+def auto_windows_per_batch(base_model, window_shape, device) -> int:
+    """Windows of `window_shape` ([rows, C, W, H, W]) that fit in one model call in the device's
+    free memory, by ComfyUI's own activation estimate (BaseModel.memory_required)."""
+    free = comfy.model_management.get_free_memory(device)
+    return windows_per_batch(free, max(1, int(base_model.memory_required(list(window_shape)))))
+
+
+def _with_auto_batching(options: ExecutorOptions, plan, model, x) -> ExecutorOptions:
+    if options.max_windows_per_batch or not plan.windows[0]:
+        return options
+    window = max(w.length for w in plan.windows[0])
+    rows = 2 * x.shape[0]   # cond and uncond are batched together by ComfyUI when they fit
+    per_call = auto_windows_per_batch(model.inner_model.inner_model, (rows, x.shape[1], window, *x.shape[3:]),
+                                      x.device)
+    logging.info("FrameLevel: up to %d windows per model call (from free memory)", per_call)
+    return dataclasses.replace(options, max_windows_per_batch=per_call)
+
+
 def sample_plan(model, x, sigmas, extra_args=None, callback=None, disable=None, *, planner,
                 options: ExecutorOptions = ExecutorOptions()):
     """k-diffusion-style sampler function running `planner(sigmas, frames, anchors) -> Plan`.
 
     Anchors come from the latent's noise_mask (latent frames masked 0 are kept clean at sigma 0).
+    max_windows_per_batch 0 means as many windows per model call as free memory allows.
     """
     extra_args = dict(extra_args or {})
     anchors = anchors_from_mask(extra_args.get("denoise_mask"))
     extra_args["denoise_mask"] = None   # anchors are held at sigma 0 by the plan, not re-noised by ComfyUI
     plan = planner(sigmas.detach().cpu(), x.shape[2], anchors)
     logging.info("FrameLevel sampler plan:\n%s", summarize_plan(plan))
+    options = _with_auto_batching(options, plan, model, x)
     start = initial_latents(plan, model.noise, model.latent_image)
     return execute_plan(plan, comfy_denoiser(model, extra_args), start, options,
                         callback=_progress(callback, len(sigmas) - 1),
@@ -320,6 +344,124 @@ def sample_plan(model, x, sigmas, extra_args=None, callback=None, disable=None, 
 def plan_sampler(planner, options: ExecutorOptions):
     """A ComfyUI SAMPLER (for SamplerCustomAdvanced and friends) running our plans."""
     return comfy.samplers.KSAMPLER(sample_plan, extra_options={"planner": planner, "options": options})
+
+
+# ------------------------------------------------------------------------------------------------
+# PMWD as a MODEL patch: every model evaluation of any sampler runs the K windows and fuses them
+
+
+def _repeat_rows(value, copies: int):
+    return torch.cat([value] * copies) if copies > 1 else value
+
+
+def _window_value(value, rows: int, frames: int, windows):
+    """One model-call argument for a batch of windows: per-latent tensors [rows, C, F, ...] are
+    gathered per window, other per-row tensors and frame text repeated once per window."""
+    if isinstance(value, FrameTextBatch):
+        return FrameTextBatch(list(value) * len(windows))
+    if not isinstance(value, torch.Tensor) or value.ndim == 0 or value.shape[0] != rows:
+        return value
+    if value.ndim == 5 and value.shape[2] == frames:
+        return gather_windows(value, windows)
+    return _repeat_rows(value, len(windows))
+
+
+def _window_columns(per_frame, rows: int, windows):
+    """[n, F] per-frame data of the whole video -> [K*rows, W] rows of the windows, window-major."""
+    per_frame = per_frame.repeat(rows // per_frame.shape[0], 1)
+    return torch.cat([per_frame[:, list(w.frames)] for w in windows])
+
+
+def _window_transformer_options(transformer_options: dict, rows: int, frames: int, windows) -> dict:
+    options = dict(transformer_options)
+    index = options.get(FRAME_INDEX_OPTION)
+    if index is None:
+        index = torch.arange(frames).expand(rows, frames)
+    options[FRAME_INDEX_OPTION] = _window_columns(index, rows, windows)
+    if options.get(FRAME_TIMESTEPS_OPTION) is not None:
+        options[FRAME_TIMESTEPS_OPTION] = _window_columns(options[FRAME_TIMESTEPS_OPTION], rows, windows)
+    for key in ("cond_or_uncond", "uuids"):
+        if isinstance(options.get(key), list):
+            options[key] = options[key] * len(windows)
+    if isinstance(options.get("sigmas"), torch.Tensor):
+        options["sigmas"] = _repeat_rows(options["sigmas"], len(windows))
+    return options
+
+
+def _check_pmwd_call(transformer_options, control, kwargs):
+    if transformer_options.get("context_window") is not None:
+        raise FrameLevelInputError("model", "context windows + PMWD patch", "two window schemes are stacked",
+                                   "use either ComfyUI's context windows or FrameLevelPMWDModel, not both")
+    if control is not None:
+        raise FrameLevelInputError("model", "ControlNet", "the PMWD patch cannot window ControlNet residuals",
+                                   "remove the ControlNet or use FrameLevelPMWDSampler")
+    if kwargs.get("time_dim_concat") is not None:
+        raise FrameLevelInputError("model", "time_dim_concat", "frames appended along time cannot be windowed",
+                                   "remove the node that adds time_dim_concat")
+
+
+def _make_pmwd_apply_model(options: PMWDOptions, max_windows_per_batch: int):
+    def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
+                    **kwargs):
+        transformer_options = transformer_options if transformer_options is not None else {}
+        _check_pmwd_call(transformer_options, control, kwargs)
+        rows, frames = x.shape[0], x.shape[2]
+        windows = pmwd_windows(frames, options)
+        if len(windows) == 1:
+            return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        per_call = max_windows_per_batch or auto_windows_per_batch(
+            executor.class_obj, (rows, x.shape[1], options.window, *x.shape[3:]), x.device)
+        fusion = WindowFusion(x)
+        for first in range(0, len(windows), per_call):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            group = windows[first:first + per_call]
+            out = executor(gather_windows(x, group), _repeat_rows(t, len(group)),
+                           _window_value(c_concat, rows, frames, group),
+                           _window_value(c_crossattn, rows, frames, group), None,
+                           _window_transformer_options(transformer_options, rows, frames, group),
+                           **{key: _window_value(value, rows, frames, group) for key, value in kwargs.items()})
+            for k, window in enumerate(group):
+                fusion.add(window, out[k * rows:(k + 1) * rows])
+        return fusion.result()[0]
+    return apply_model
+
+
+def pmwd_layout(frames: int, options: PMWDOptions, steps: int) -> str:
+    """What the PMWD patch will do for a video of `frames` latents, as text (raises on bad settings)."""
+    windows = pmwd_windows(frames, options)
+    starts = " ".join(str(w.frames[0]) for w in windows)
+    return (f"PMWD model patch: {frames} latent frames, {len(windows)} windows of {options.window} "
+            f"(starts {starts}, fusion {options.fusion}); every model evaluation runs {len(windows)} windows, "
+            f"{len(windows) * steps} window evaluations per cond over {steps} steps of a first-order sampler")
+
+
+def _make_pmwd_outer_sample(options: PMWDOptions):
+    def outer_sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
+        if noise.ndim != 5:
+            raise FrameLevelInputError("model", tuple(noise.shape), "the PMWD patch needs a video latent "
+                                       "[B, C, frames, H, W]", "sample a Wan video latent (EmptyHunyuanLatentVideo)")
+        try:
+            logging.info("%s", pmwd_layout(noise.shape[2], options, max(len(sigmas) - 1, 0)))
+        except ValueError as err:
+            raise FrameLevelInputError("window / num_windows / overlap", f"{noise.shape[2]} latent frames",
+                                       str(err), "fit the window settings to the video length") from None
+        return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
+    return outer_sample
+
+
+def apply_pmwd_model_patch(model_patcher, options: PMWDOptions, max_windows_per_batch: int = 0):
+    """A clone of `model_patcher` on which every model evaluation denoises the K PMWD windows
+    (batched, `max_windows_per_batch` per call, 0 = from free memory) and returns their fused
+    prediction: stock samplers (euler, uni_pc, dpmpp_2m, ...) then run PMWD. Frame prompts reach
+    each window by global latent index when the frame-level cross-attention patch is also applied."""
+    wan_diffusion_model(model_patcher)
+    patched = model_patcher.clone()
+    wrappers = {comfy.patcher_extension.WrappersMP.APPLY_MODEL: _make_pmwd_apply_model(options, max_windows_per_batch),
+                comfy.patcher_extension.WrappersMP.OUTER_SAMPLE: _make_pmwd_outer_sample(options)}
+    for kind, wrapper in wrappers.items():
+        patched.remove_wrappers_with_key(kind, PMWD_PATCH_KEY)   # a second patch replaces the first
+        patched.add_wrapper_with_key(kind, PMWD_PATCH_KEY, wrapper)
+    return patched
 
 
 def model_sampling_of(model_patcher):

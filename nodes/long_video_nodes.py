@@ -22,8 +22,8 @@ COMMON = {
     "solver": (list(SOLVERS), {"default": "euler", "tooltip":
                "Per-frame solver: euler or dpmpp_2m (second order, no extra model calls)."}),
     "max_windows_per_batch": ("INT", {"default": 0, "min": 0, "max": 256, "tooltip":
-                              "Windows stacked into one model call; 0 = all windows of a step at once "
-                              "(fastest); lower it if memory runs out."}),
+                              "Windows stacked into one model call; 0 = as many as fit in free memory "
+                              "(ComfyUI's estimate). 1 = one window at a time (least memory)."}),
 }
 WINDOW = ("INT", {"default": 21, "min": 1, "max": 1000, "tooltip":
                   "Window length in LATENT frames (21 = 81 pixel frames, Wan's training length)."})
@@ -32,6 +32,26 @@ WINDOW = ("INT", {"default": 21, "min": 1, "max": 1000, "tooltip":
 def _sampler(planner, solver, max_windows_per_batch):
     options = ExecutorOptions(solver=solver, max_windows_per_batch=max_windows_per_batch)
     return (_adapter().plan_sampler(planner, options),)
+
+
+PMWD_INPUTS = {
+    "window": WINDOW,
+    "num_windows": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip":
+                    "K, the number of windows; 0 = derive it from overlap."}),
+    "overlap": ("INT", {"default": 5, "min": 0, "max": 999, "tooltip":
+                "Minimum overlap of neighbouring windows in LATENT frames (used when num_windows is 0)."}),
+    "fusion": (["flat", "pyramid", "linear"], {"default": "flat", "tooltip":
+               "Weights for averaging overlapping predictions: flat (the paper), pyramid, or linear "
+               "ramps over the overlap."}),
+}
+
+
+def _pmwd_options(window, num_windows, overlap, fusion) -> dict:
+    require(overlap < window, "overlap", overlap, f"must be smaller than the window ({window} latent frames)",
+            "lower overlap or raise window")
+    options = dict(window=window, fusion=fusion)
+    options.update(num_windows=num_windows) if num_windows else options.update(overlap=overlap)
+    return options
 
 
 class FrameLevelPMWDSampler:
@@ -46,27 +66,38 @@ class FrameLevelPMWDSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "window": WINDOW,
-            "num_windows": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip":
-                            "K, the number of windows; 0 = derive it from overlap."}),
-            "overlap": ("INT", {"default": 5, "min": 0, "max": 999, "tooltip":
-                        "Minimum overlap of neighbouring windows in LATENT frames (used when num_windows is 0)."}),
-            "fusion": (["flat", "pyramid", "linear"], {"default": "flat", "tooltip":
-                       "Weights for averaging overlapping predictions: flat (the paper), pyramid, or linear "
-                       "ramps over the overlap."}),
-            **COMMON,
-        }}
+        return {"required": {**PMWD_INPUTS, **COMMON}}
 
     def build(self, window, num_windows, overlap, fusion, solver, max_windows_per_batch):
-        require(overlap < window, "overlap", overlap, f"must be smaller than the window ({window} latent frames)",
-                "lower overlap or raise window")
-        options = dict(window=window, fusion=fusion)
-        options.update(num_windows=num_windows) if num_windows else options.update(overlap=overlap)
+        options = _pmwd_options(window, num_windows, overlap, fusion)
 
         def planner(sigmas, frames, anchors):
             return pmwd_plan(sigmas, frames, PMWDOptions(anchors=tuple(anchors), **options))
         return _sampler(planner, solver, max_windows_per_batch)
+
+
+class FrameLevelPMWDModel:
+    DESCRIPTION = ("PMWD for any sampler: patches a Wan MODEL so that every model evaluation denoises the K "
+                   "windows (batched) and returns their fused prediction. Stock KSampler / SamplerCustomAdvanced "
+                   "samplers (euler, uni_pc, dpmpp_2m, ...) then run the paper's parallel multi-window "
+                   "denoising. Apply after FrameLevelCrossAttention so each window gets the prompts of its own "
+                   "latent frames. The window layout is printed, and checked against the latent, before sampling.")
+    CATEGORY = CATEGORY
+    FUNCTION = "patch"
+    RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("The model with PMWD windows; connect it to any sampler. The input model is not changed.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "A Wan 2.1/2.2 model, ideally after FrameLevelCrossAttention."}),
+            **PMWD_INPUTS,
+            "max_windows_per_batch": COMMON["max_windows_per_batch"],
+        }}
+
+    def patch(self, model, window, num_windows, overlap, fusion, max_windows_per_batch):
+        options = PMWDOptions(**_pmwd_options(window, num_windows, overlap, fusion))
+        return (_adapter().apply_pmwd_model_patch(model, options, max_windows_per_batch),)
 
 
 class FrameLevelSlidingWindowSampler:
@@ -165,12 +196,14 @@ class FrameLevelScheduleView:
 
 NODE_CLASS_MAPPINGS = {
     "FrameLevelPMWDSampler": FrameLevelPMWDSampler,
+    "FrameLevelPMWDModel": FrameLevelPMWDModel,
     "FrameLevelSlidingWindowSampler": FrameLevelSlidingWindowSampler,
     "FrameLevelFIFOSampler": FrameLevelFIFOSampler,
     "FrameLevelScheduleView": FrameLevelScheduleView,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "FrameLevelPMWDSampler": "Frame-Level PMWD Sampler (parallel windows)",
+    "FrameLevelPMWDModel": "Frame-Level PMWD Model Patch (any sampler)",
     "FrameLevelSlidingWindowSampler": "Frame-Level Sliding Window Sampler",
     "FrameLevelFIFOSampler": "Frame-Level FIFO Sampler",
     "FrameLevelScheduleView": "Frame-Level Schedule View",

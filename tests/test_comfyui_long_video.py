@@ -106,3 +106,77 @@ def test_schedule_view_draws_the_plan(setup):
     picture, summary = FrameLevelScheduleView().draw(pmwd(), sigmas_for(model, 4), latent(), schedule)
     assert picture.ndim == 4 and picture.shape[-1] == 3 and picture.shape[0] == 1
     assert "pmwd" in summary.lower()
+
+
+# --------------------------------------------------------------------- PMWD as a MODEL patch
+
+
+def pmwd_model(model, window=4, num_windows=3, fusion="flat", batch=0):
+    from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDModel
+    return FrameLevelPMWDModel().patch(model, window, num_windows, 0, fusion, batch)[0]
+
+
+def comfy_context_windows(model):
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
+    windowed = ContextWindowsManualNode.execute(model, 4, 2, "standard_static", 1, False, "flat", dim=2)
+    return windowed[0] if isinstance(windowed, tuple) else windowed.result[0]
+
+
+@pytest.mark.parametrize("sampler", ["euler", "uni_pc", "dpmpp_2m"])
+def test_pmwd_patch_runs_stock_samplers_like_comfyui_context_windows(setup, sampler):
+    comfy = cs.import_comfy()
+    model, _, contexts = setup
+    positive, negative = cs.conditioning(contexts[0]), cs.conditioning(contexts[1])
+    stock = comfy.samplers.sampler_object(sampler)
+    sigmas = sigmas_for(model, 4)
+    theirs = run_custom(comfy_context_windows(model), stock, positive, negative, latent(), sigmas)
+    ours = run_custom(pmwd_model(model), stock, positive, negative, latent(), sigmas)
+    plain = run_custom(model, stock, positive, negative, latent(), sigmas)
+    assert (ours - theirs).abs().max() <= 1e-5 * theirs.abs().max()
+    assert (ours - plain).abs().max() > 1e-3 * plain.abs().max()   # the windows really changed the run
+
+
+@pytest.mark.parametrize("fusion", ["flat", "pyramid", "linear"])
+def test_pmwd_patch_with_euler_equals_the_pmwd_sampler_with_frame_prompts(setup, fusion):
+    comfy = cs.import_comfy()
+    _, patched, contexts = setup
+    positive = cs.frame_conditioning(contexts, [0, 0, 1, 1, 1, 2, 2, 2])
+    negative = cs.conditioning(contexts[2])
+    sigmas = sigmas_for(patched, 3)
+    ours = run_custom(pmwd_model(patched, fusion=fusion), comfy.samplers.sampler_object("euler"), positive, negative,
+                      latent(), sigmas)
+    reference = run_custom(patched, pmwd(fusion=fusion), positive, negative, latent(), sigmas)
+    assert (ours - reference).abs().max() <= 1e-5 * reference.abs().max()
+
+
+def test_pmwd_patch_one_window_per_call_equals_batched_and_leaves_the_model_alone(setup):
+    _, patched, contexts = setup
+    positive, negative = cs.frame_conditioning(contexts, [0, 0, 1, 1, 1, 2, 2, 2]), cs.conditioning(contexts[2])
+    noise = torch.randn(1, 16, FRAMES, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(3))
+    before = cs.sample(patched, noise, positive, negative, steps=3, cfg=4.0)
+    batched = cs.sample(pmwd_model(patched, batch=0), noise, positive, negative, steps=3, cfg=4.0, sampler="uni_pc")
+    single = cs.sample(pmwd_model(patched, batch=1), noise, positive, negative, steps=3, cfg=4.0, sampler="uni_pc")
+    after = cs.sample(patched, noise, positive, negative, steps=3, cfg=4.0)
+    assert (batched - single).abs().max() <= 1e-5 * single.abs().max()
+    assert torch.equal(before, after)
+
+
+def test_pmwd_patch_refuses_impossible_windows_before_the_model_runs(setup):
+    from comfyui_framelevel.nodes.validation import FrameLevelInputError
+    model, _, contexts = setup
+    probe = pmwd_model(model, window=12, num_windows=2)   # 12-latent windows in an 8-latent video
+    calls = []
+    original = probe.get_model_object("diffusion_model.forward")
+    probe.add_object_patch("diffusion_model.forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    with pytest.raises(FrameLevelInputError, match="window") as err:
+        cs.sample(probe, torch.randn(1, 16, FRAMES, HEIGHT, WIDTH), cs.conditioning(contexts[0]),
+                  cs.conditioning(contexts[1]))
+    assert "12" in str(err.value) and not calls
+
+
+def test_pmwd_patch_and_context_windows_together_are_refused(setup):
+    from comfyui_framelevel.nodes.validation import FrameLevelInputError
+    model, _, contexts = setup
+    with pytest.raises(FrameLevelInputError, match="context windows"):
+        cs.sample(comfy_context_windows(pmwd_model(model)), torch.randn(1, 16, FRAMES, HEIGHT, WIDTH),
+                  cs.conditioning(contexts[0]), cs.conditioning(contexts[1]))

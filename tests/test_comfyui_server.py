@@ -15,7 +15,7 @@ import run_workflow  # noqa: E402
 pytestmark = pytest.mark.comfyui
 OUR_NODES = {"FrameLevelPromptSchedule", "FrameLevelTextEncode", "FrameLevelCrossAttention",
              "FrameLevelDiffusionForcingSampler", "FrameLevelDiffusionForcing", "FrameLevelAnchorFrames",
-             "FrameLevelPMWDSampler", "FrameLevelSlidingWindowSampler", "FrameLevelFIFOSampler",
+             "FrameLevelPMWDSampler", "FrameLevelPMWDModel", "FrameLevelSlidingWindowSampler", "FrameLevelFIFOSampler",
              "FrameLevelScheduleView", "FrameLevelPromptExpand", "FrameLevelMetrics"}
 
 
