@@ -1,0 +1,195 @@
+"""Helpers for the browser test: the real ComfyUI frontend (the comfyui-frontend-package that the
+server serves at `/`) in headless Chromium, driven through Playwright.
+
+The frontend only reports a missing node type from inside `app.loadGraphData`: it collects the types
+that are not in `LiteGraph.registered_node_types`, hands that list to every extension's
+`afterConfigureGraph` hook and shows its "missing nodes" dialog. `EXTENSION_JS` registers a small
+extension that keeps each such list, and `LOAD_JS` also checks the loaded graph itself (nodes whose
+type is not registered or that LiteGraph replaced by an error placeholder), so either way a missing
+node type cannot pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+
+# Debian's Chromium as root in a sandbox without a GPU or outside network.
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+# A 1x1 PNG, so LoadImage's preview (GET /api/view?filename=...) finds a real image.
+TINY_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+# Settings of a user who has opened ComfyUI before, written to the temporary user directory.
+USER_SETTINGS = {
+    # Not a new user: no first-run tutorial / template browser over the canvas.
+    "Comfy.TutorialCompleted": True,
+    # The release notifier fetches https://api.comfy.org/releases; there is no outside network here.
+    "Comfy.Notification.ShowVersionUpdates": False,
+    # Frontend 1.27.x bug on a profile that never touched canvas navigation: registering
+    # Comfy.Canvas.NavigationMode runs its onChange, which sets Comfy.Canvas.LeftMouseClickBehavior
+    # before that setting is registered and throws "Cannot read properties of undefined (reading
+    # 'id')" as an unhandled rejection on every page load. Storing the values that onChange would
+    # store (the "legacy" navigation defaults) makes it a no-op, so the page loads without that error.
+    "Comfy.Canvas.NavigationMode": "legacy",
+    "Comfy.Canvas.LeftMouseClickBehavior": "panning",
+    "Comfy.Canvas.MouseWheelScroll": "zoom",
+}
+
+
+def chromium_path() -> str | None:
+    """FRAMELEVEL_CHROMIUM, else Debian's /usr/bin/chromium; None when that file is absent."""
+    path = os.environ.get("FRAMELEVEL_CHROMIUM") or DEFAULT_CHROMIUM
+    return path if Path(path).is_file() else shutil.which(path)
+
+
+def seed_user_dir(user_dir: Path, frontend_version: str | None = None) -> None:
+    """A ComfyUI user directory (--user-directory) as an existing user's: settings, an empty user.css,
+    the workflows/subgraphs folders and an empty node-template list, so the frontend's start-up
+    requests for them answer 200 instead of 404 (each 404 is a console error in Chromium)."""
+    default = user_dir / "default"
+    (default / "workflows").mkdir(parents=True, exist_ok=True)
+    (default / "subgraphs").mkdir(exist_ok=True)
+    settings = dict(USER_SETTINGS)
+    if frontend_version:
+        settings["Comfy.InstalledVersion"] = frontend_version
+    (default / "comfy.settings.json").write_text(json.dumps(settings, indent=1))
+    (default / "user.css").write_text("")
+    (default / "comfy.templates.json").write_text("[]")
+
+
+def model_placeholders(api_workflows: list[dict], model_inputs: dict) -> dict[str, set[str]]:
+    """{folder key (diffusion_models, vae, ..., input): file names} that the workflows load."""
+    wanted: dict[str, set[str]] = {}
+    for workflow in api_workflows:
+        for node in workflow.values():
+            spec = model_inputs.get(node.get("class_type"))
+            if spec is None:
+                continue
+            input_name, folders, _ = spec
+            name = node.get("inputs", {}).get(input_name)
+            if isinstance(name, str):
+                wanted.setdefault(Path(folders[0]).name, set()).add(name)
+    return wanted
+
+
+def write_placeholders(root: Path, wanted: dict[str, set[str]]) -> Path:
+    """Empty model files (tiny PNGs for `input`) under root/<folder key>/ and an extra_model_paths
+    section naming those folders; returns the input directory (for --input-directory)."""
+    for key, names in wanted.items():
+        for name in names:
+            path = root / key / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(TINY_PNG if key == "input" else b"")
+    (root / "input").mkdir(parents=True, exist_ok=True)
+    return root / "input"
+
+
+def extra_paths_yaml(custom_nodes: Path, models_root: Path, keys) -> str:
+    lines = ["framelevel_frontend_test:", f"  custom_nodes: {custom_nodes}"]
+    lines += [f"  {key}: {models_root / key}" for key in sorted(keys) if key != "input"]
+    return "\n".join(lines) + "\n"
+
+
+# Page-load noise of the stock ComfyUI 0.3.64 + frontend 1.27.10, whatever the workflows: index.html
+# links a legacy `/user.css` that no ComfyUI route serves, and the frontend ships no favicon that
+# Chromium asks for. Allowed only as 404s of exactly these two same-origin URLs.
+ALLOWED_404_PATHS = ("/user.css", "/favicon.ico")
+
+
+@dataclass
+class Problem:
+    kind: str            # console.error / pageerror
+    text: str
+    url: str = ""
+
+    def __str__(self):
+        return f"[{self.kind}] {self.text}" + (f" ({self.url})" if self.url else "")
+
+
+@dataclass
+class Collector:
+    base_url: str
+    problems: list[Problem] = field(default_factory=list)
+    allowed: list[Problem] = field(default_factory=list)
+
+    def attach(self, page) -> None:
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.problems.append(
+            Problem("pageerror", error.stack or str(error))))
+
+    def _console(self, message) -> None:
+        if message.type != "error":
+            return
+        url = (message.location or {}).get("url", "")
+        problem = Problem("console.error", message.text, url)
+        if (message.text.startswith("Failed to load resource: the server responded with a status of 404")
+                and url in {self.base_url + path for path in ALLOWED_404_PATHS}):
+            self.allowed.append(problem)
+        else:
+            self.problems.append(problem)
+
+    def take(self) -> list[Problem]:
+        taken, self.problems = self.problems, []
+        return taken
+
+
+READY_JS = """(nodeType) => Boolean(window.app && window.app.graph && window.app.canvas
+    && window.LiteGraph && window.LiteGraph.registered_node_types[nodeType])"""
+
+EXTENSION_JS = """() => {
+    window.__framelevelMissing = [];
+    window.app.registerExtension({
+        name: "framelevel.test.missingNodes",
+        async afterConfigureGraph(missingNodeTypes) {
+            window.__framelevelMissing.push((missingNodeTypes || []).map(
+                (t) => (typeof t === "string" ? t : t.type)));
+        },
+    });
+}"""
+
+LOAD_JS = """async (workflow) => {
+    window.__framelevelMissing = [];
+    await window.app.loadGraphData(workflow);
+    const registered = window.LiteGraph.registered_node_types;
+    const graph = window.app.graph;
+    const nodes = graph.nodes || graph._nodes;
+    const combos = [];
+    for (const node of nodes) {
+        for (const widget of node.widgets || []) {
+            if (widget.type !== "combo") continue;
+            let values = widget.options && widget.options.values;
+            if (typeof values === "function") values = values(widget, node);
+            if (Array.isArray(values) && !values.includes(widget.value)) {
+                combos.push({id: node.id, type: node.type, widget: widget.name, value: widget.value,
+                             options: values.slice(0, 20)});
+            }
+        }
+    }
+    const saved = graph.serialize();
+    return {
+        reported_missing: window.__framelevelMissing.flat(),
+        unregistered: nodes.filter((n) => n.has_errors || !(n.type in registered))
+            .map((n) => ({id: n.id, type: n.type || (n.last_serialization || {}).type})),
+        node_count: nodes.length,
+        link_count: (saved.links || []).length,
+        types: Object.fromEntries(nodes.map((n) => [String(n.id), n.type])),
+        widgets_values: Object.fromEntries((saved.nodes || []).map(
+            (n) => [String(n.id), n.widgets_values === undefined ? null : n.widgets_values])),
+        bad_combos: combos,
+        missing_dialog: Array.from(document.querySelectorAll(".p-dialog")).some(
+            (d) => /missing/i.test(d.textContent || "")),
+    };
+}"""
+
+CLOSE_DIALOGS_JS = """() => {
+    for (const button of document.querySelectorAll(".p-dialog .p-dialog-close-button")) button.click();
+}"""
