@@ -322,6 +322,7 @@ def _with_auto_batching(options: ExecutorOptions, plan, model, x) -> ExecutorOpt
     return dataclasses.replace(options, max_windows_per_batch=per_call)
 
 
+@torch.no_grad()   # as every k-diffusion sampler: no autograd graph keeps window activations alive
 def sample_plan(model, x, sigmas, extra_args=None, callback=None, disable=None, *, planner,
                 options: ExecutorOptions = ExecutorOptions()):
     """k-diffusion-style sampler function running `planner(sigmas, frames, anchors) -> Plan`.

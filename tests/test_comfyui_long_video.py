@@ -180,3 +180,18 @@ def test_pmwd_patch_and_context_windows_together_are_refused(setup):
     with pytest.raises(FrameLevelInputError, match="context windows"):
         cs.sample(comfy_context_windows(pmwd_model(model)), torch.randn(1, 16, FRAMES, HEIGHT, WIDTH),
                   cs.conditioning(contexts[0]), cs.conditioning(contexts[1]))
+
+
+def test_our_samplers_build_no_autograd_graph(setup):
+    """Like ComfyUI's own samplers, ours run without autograd even when called outside the server's
+    inference mode (a graph would keep every window's activations alive until the step ends)."""
+    model, _, contexts = setup
+    probe = model.clone()
+    original = probe.get_model_object("diffusion_model.forward")
+    grad_modes = []
+    probe.add_object_patch("diffusion_model.forward",
+                           lambda *a, **k: grad_modes.append(torch.is_grad_enabled()) or original(*a, **k))
+    assert any(p.requires_grad for p in model.model.parameters())   # so a graph would be built
+    out = run_custom(probe, pmwd(), cs.conditioning(contexts[0]), cs.conditioning(contexts[1]), latent(),
+                     sigmas_for(probe, 2))
+    assert grad_modes and not any(grad_modes) and not out.requires_grad

@@ -22,7 +22,10 @@ def reference_sigmas(sigma: torch.Tensor) -> torch.Tensor:
 
 def per_frame_x0(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor,
                  sigma_ref: torch.Tensor) -> torch.Tensor:
-    """x0 of every frame from a model output made at `sigma_ref`: x [N, C, L, H, W], sigma [N, L]."""
+    """x0 of every frame from a model output made at `sigma_ref`: x [N, C, L, H, W], sigma [N, L].
+    Rows whose frames all sit at `sigma_ref` already are `denoised` (returned as is when all are)."""
+    if bool((sigma.to(sigma_ref.dtype) == sigma_ref.view(-1, 1)).all()):
+        return denoised
     shape = (x.shape[0], 1, x.shape[2]) + (1,) * (x.ndim - 3)
     velocity = (x - denoised) / sigma_ref.to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
     return x - velocity * sigma.to(x.dtype).view(shape)
