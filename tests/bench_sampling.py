@@ -1,14 +1,25 @@
 #!/usr/bin/env python3
 """Sampling benchmarks against stock ComfyUI, measured side by side in one run (ratios, not seconds).
 
-    COMFYUI_PATH=/path/to/ComfyUI python tests/bench_sampling.py [--rounds 5]
+    COMFYUI_PATH=/path/to/ComfyUI python tests/bench_sampling.py [--rounds 5] [--threads 1]
 
-On one tiny random Wan built through ComfyUI's classes:
+Speed, on one tiny random Wan built through ComfyUI's classes (dim 256, 4 layers):
 * DF sampler (step size 0) time per model evaluation / stock Euler's        (target <= 1.05)
 * frame-level cross-attention (6 prompts) / unpatched model, same sampler   (target <= 1.03)
 * PMWD batched / ComfyUI's sequential context windows, same windows         (target <= 1.0)
+  for both routes: our PMWD sampler, and the PMWD model patch under stock Euler
 * PMWD / K x sampling one window alone                                       (target <= 1.05)
 Rounds are interleaved over the variants; medians are reported.
+
+Peak memory, on a one-layer Wan with the 1.3B model's width (dim 1536, ffn 8960) so activations
+per latent frame relate to the latent's size as in the real model; main-job layout, 121 latent
+frames in 7 windows of 21, one step:
+* PMWD with one window per model call / sampling one window alone            (target <= 1.15)
+Peak = highest sum of live tensor bytes allocated during sampling (torch profiler memory events;
+CUDA's max_memory_allocated when run on a GPU). Weights are loaded before and do not count.
+
+CPU timings on a shared machine are noisy: `--threads 1` (the default) keeps one busy neighbour
+from stalling every multi-threaded op, which otherwise dominates the ratios.
 """
 
 from __future__ import annotations
@@ -41,34 +52,50 @@ def measure(variants: dict, rounds: int) -> dict:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=4)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    comfy = cs.import_comfy()
+def peak_tensor_bytes(fn) -> int:
+    """Highest total of live tensor bytes allocated while `fn` runs (allocations minus frees in
+    time order; on CUDA the allocator's own peak)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for event in events:
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
+
+
+def latent(frames, size=16):
+    return {"samples": torch.zeros(1, 16, frames, size, size)}
+
+
+def speed_rows(comfy, rounds: int, steps: int):
     from comfy_extras.nodes_context_windows import ContextWindowsManualNode
     from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention, calculate_sigmas
     from comfyui_framelevel.nodes.df_nodes import FrameLevelDiffusionForcingSampler
-    from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDSampler
+    from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDModel, FrameLevelPMWDSampler
     from test_comfyui_diffusion_forcing import run_custom
 
-    dit = cs.tiny_dit(seed=0, dim=256, num_heads=2, num_layers=4, ffn_dim=512)
-    model = cs.comfy_wan_from_dit(dit)
+    model = cs.comfy_wan_from_dit(cs.tiny_dit(seed=0, dim=256, num_heads=2, num_layers=4, ffn_dim=512))
     patched = apply_frame_level_cross_attention(model)
     contexts = [cs.padded_context(None, 20 + 7 * i, 32, length=64, seed=i) for i in range(6)]
     frames, window, windows = 21, 9, 3
     plain, negative = cs.conditioning(contexts[0]), cs.conditioning(contexts[5])
     frame_prompts = cs.frame_conditioning(contexts, [min(5, f * 6 // frames) for f in range(frames)])
-    sigmas = calculate_sigmas(model, "simple", args.steps)
-
-    def latent(n):
-        return {"samples": torch.zeros(1, 16, n, 16, 16)}
+    sigmas = calculate_sigmas(model, "simple", steps)
 
     euler = comfy.samplers.sampler_object("euler")
     df = FrameLevelDiffusionForcingSampler().build(0.0, 1, "euler")[0]
     pmwd = FrameLevelPMWDSampler().build(window, windows, 0, "flat", "euler", 0)[0]
+    pmwd_patch = FrameLevelPMWDModel().patch(model, window, windows, 0, "flat", 0)[0]
     overlap = (windows * window - frames) // (windows - 1)
     ctx = ContextWindowsManualNode.execute(model, window, overlap, "standard_static", 1, False, "flat", dim=2)
     ctx = ctx[0] if isinstance(ctx, tuple) else ctx.result[0]
@@ -77,20 +104,74 @@ def main(argv=None) -> int:
         "df_step0": lambda: run_custom(model, df, plain, negative, latent(frames), sigmas),
         "patched_frame_prompts": lambda: run_custom(patched, euler, frame_prompts, negative, latent(frames), sigmas),
         "pmwd_batched": lambda: run_custom(model, pmwd, plain, negative, latent(frames), sigmas),
+        "pmwd_patch_euler": lambda: run_custom(pmwd_patch, euler, plain, negative, latent(frames), sigmas),
         "comfy_context_windows": lambda: run_custom(ctx, euler, plain, negative, latent(frames), sigmas),
         "one_window": lambda: run_custom(model, euler, plain, negative, latent(window), sigmas),
     }
-    t = measure(variants, args.rounds)
-    print(f"tiny Wan dim 256 x 4 layers, {frames} latent frames of 8x8 tokens, {args.steps} steps, cfg 4, "
-          f"{args.rounds} interleaved rounds (medians)")
-    rows = [
+    t = measure(variants, rounds)
+    header = (f"speed: tiny Wan dim 256 x 4 layers, {frames} latent frames of 8x8 tokens, {windows} windows of "
+              f"{window}, {steps} steps, cfg 4, {rounds} interleaved rounds (medians)")
+    return header, [
         ("DF sampler per model evaluation / stock Euler", t["df_step0"] / t["stock_euler"], 1.05),
         ("frame-level patch (6 prompts) / unpatched", t["patched_frame_prompts"] / t["stock_euler"], 1.03),
-        ("PMWD batched / ComfyUI context windows", t["pmwd_batched"] / t["comfy_context_windows"], 1.0),
-        (f"PMWD / {windows} x one window", t["pmwd_batched"] / (windows * t["one_window"]), 1.05),
+        ("PMWD sampler batched / ComfyUI context windows", t["pmwd_batched"] / t["comfy_context_windows"], 1.0),
+        ("PMWD model patch + Euler / ComfyUI context windows", t["pmwd_patch_euler"] / t["comfy_context_windows"],
+         1.0),
+        (f"PMWD sampler / {windows} x one window", t["pmwd_batched"] / (windows * t["one_window"]), 1.05),
+        (f"PMWD model patch / {windows} x one window", t["pmwd_patch_euler"] / (windows * t["one_window"]), 1.05),
     ]
-    for name, ratio, target in rows:
-        print(f"  {name:<48} {ratio:6.3f}   (target <= {target})")
+
+
+def memory_rows(comfy):
+    from comfyui_framelevel.nodes.comfy_adapter import calculate_sigmas
+    from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDModel, FrameLevelPMWDSampler
+    from test_comfyui_diffusion_forcing import run_custom
+
+    model = cs.comfy_wan_from_dit(cs.tiny_dit(seed=0, dim=1536, num_heads=12, num_layers=1, ffn_dim=8960))
+    plain = cs.conditioning(cs.padded_context(None, 20, 32, length=64, seed=0))
+    negative = cs.conditioning(cs.padded_context(None, 30, 32, length=64, seed=1))
+    frames, window, windows, size = 121, 21, 7, 8
+    sigmas = calculate_sigmas(model, "simple", 1)
+    euler = comfy.samplers.sampler_object("euler")
+    pmwd = FrameLevelPMWDSampler().build(window, windows, 0, "flat", "euler", 1)[0]
+    pmwd_patch = FrameLevelPMWDModel().patch(model, window, windows, 0, "flat", 1)[0]
+    runs = {
+        "one_window": lambda: run_custom(model, euler, plain, negative, latent(window, size), sigmas),
+        "pmwd_sampler": lambda: run_custom(model, pmwd, plain, negative, latent(frames, size), sigmas),
+        "pmwd_patch": lambda: run_custom(pmwd_patch, euler, plain, negative, latent(frames, size), sigmas),
+    }
+    for fn in runs.values():   # warm-up: lazy loads and caches happen outside the measurement
+        fn()
+    peak = {name: peak_tensor_bytes(fn) for name, fn in runs.items()}
+    header = (f"peak memory: Wan dim 1536 / ffn 8960 x 1 layer, {frames} latent frames of {size // 2}x{size // 2} "
+              f"tokens, {windows} windows of {window}, one window per model call, cfg 4; one window alone "
+              f"peaks at {peak['one_window'] / 2**20:.1f} MiB")
+    return header, [
+        ("PMWD sampler, 1 window per call / one window alone", peak["pmwd_sampler"] / peak["one_window"], 1.15),
+        ("PMWD model patch, 1 window per call / one window alone", peak["pmwd_patch"] / peak["one_window"], 1.15),
+    ]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, see above)")
+    parser.add_argument("--only", choices=["speed", "memory"], help="run one of the two parts")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    comfy = cs.import_comfy()
+    parts = []
+    if args.only != "memory":
+        parts.append(speed_rows(comfy, args.rounds, args.steps))
+    if args.only != "speed":
+        parts.append(memory_rows(comfy))
+    print(f"torch {torch.__version__}, {args.threads} thread(s), device "
+          f"{'cuda' if torch.cuda.is_available() else 'cpu'}")
+    for header, rows in parts:
+        print(header)
+        for name, ratio, target in rows:
+            print(f"  {name:<56} {ratio:6.3f}   (target <= {target})")
     return 0
 
 
