@@ -31,7 +31,8 @@ class LoraConfig:
 
 
 class LoRALinear(nn.Linear):
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0):
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0,
+                 generator: torch.Generator | None = None):
         super().__init__(base.in_features, base.out_features, bias=base.bias is not None,
                          device="meta")
         self.weight = base.weight  # the same Parameter objects: names and storage unchanged
@@ -40,7 +41,7 @@ class LoRALinear(nn.Linear):
         self.lora_A = nn.Linear(base.in_features, rank, bias=False, device=base.weight.device)
         self.lora_B = nn.Linear(rank, base.out_features, bias=False, device=base.weight.device)
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5), generator=generator)
         nn.init.zeros_(self.lora_B.weight)
 
     @property
@@ -74,8 +75,11 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, name, module)
 
 
-def inject_lora(model: nn.Module, config: LoraConfig) -> list[str]:
-    """Freeze the model, wrap every matching Linear with a LoRA; returns the wrapped module paths."""
+def inject_lora(model: nn.Module, config: LoraConfig, generator: torch.Generator | None = None) -> list[str]:
+    """Freeze the model, wrap every matching Linear with a LoRA; returns the wrapped module paths.
+
+    `generator` (CPU) draws every A matrix in module order, so a seeded run starts from the same
+    adapters every time; without it torch's global RNG is used."""
     pattern = target_pattern(config.target_modules)
     paths = [name for name, m in model.named_modules()
              if pattern.match(name) and isinstance(m, nn.Linear) and not isinstance(m, LoRALinear)]
@@ -84,7 +88,7 @@ def inject_lora(model: nn.Module, config: LoraConfig) -> list[str]:
                          f"blocks.N; use paths like 'self_attn.q' or 'ffn.0'")
     model.requires_grad_(False)
     for path in paths:
-        wrapped = LoRALinear(model.get_submodule(path), config.rank, config.alpha, config.dropout)
+        wrapped = LoRALinear(model.get_submodule(path), config.rank, config.alpha, config.dropout, generator)
         _set_submodule(model, path, wrapped)
     return paths
 

@@ -35,7 +35,8 @@ def trainable_model(config: TrainConfig) -> WanDiT:
         return model.requires_grad_(True)
     if config.model.base_dtype == "bf16":
         model.to(torch.bfloat16)
-    inject_lora(model, config.lora)
+    # adapters start from the run's seed: a fresh run is reproducible, and a resumed one loads them anyway
+    inject_lora(model, config.lora, torch.Generator().manual_seed(config.train.seed))
     return model
 
 
