@@ -3,6 +3,7 @@
     python training/cli.py cache  --config my.toml --text-encoder /models/Wan2.1-T2V-1.3B-Diffusers [--vae same]
     accelerate launch [--config_file training/configs/ddp.yaml] training/cli.py train --config my.toml
     python training/cli.py export --config my.toml --format kohya --out my_lora.safetensors
+    python training/cli.py check  --config my.toml --accelerate-config training/configs/deepspeed_zero2.yaml
 
 `--set section.key=value` overrides a TOML value (value parsed as TOML, e.g. --set train.max_steps=10).
 """
@@ -76,6 +77,27 @@ def cmd_train(args) -> None:
         raise SystemExit(str(error)) from None
 
 
+def cmd_check(args) -> None:
+    """Validate the TOML against an accelerate config before launching (batch split, DeepSpeed values)."""
+    from comfyui_framelevel.training.config import ConfigError, load_config
+    from comfyui_framelevel.training.distributed import accelerate_launch_env, deepspeed_config_from_env
+
+    world, env = 1, None
+    if args.accelerate_config:
+        world, env = accelerate_launch_env(args.accelerate_config)
+    try:
+        config = load_config(args.config, world, parse_overrides(args.set), env=env)
+    except ConfigError as error:
+        raise SystemExit(f"config error: {error}") from None
+    run = config.train
+    print(f"ok: {world} process(es) x {run.gradient_accumulation_steps} accumulation step(s) x "
+          f"{run.global_batch_size // (world * run.gradient_accumulation_steps)} clip(s) = global batch "
+          f"{run.global_batch_size}; {'LoRA' if config.lora else 'full fine-tune'}")
+    ds = deepspeed_config_from_env(env) if env is not None else None
+    if ds is not None:
+        print(f"DeepSpeed ZeRO stage {ds.get('zero_optimization', {}).get('stage')}, accelerate accepted the config")
+
+
 def cmd_export(args) -> None:
     import dataclasses
 
@@ -91,11 +113,16 @@ def cmd_export(args) -> None:
         from comfyui_framelevel.training.export import export_full
         from comfyui_framelevel.training.modeling import trainable_model
 
-        model = trainable_model(config)
-        model.load_state_dict(trainer.accelerator.get_state_dict(trainer.model))
-        print(export_full(model, args.out, config.train.export_dtype))
-        return
-    print(trainer.export(args.out))
+        state = trainer.accelerator.get_state_dict(trainer.model)  # every process (gathers under FSDP)
+        if trainer.accelerator.is_main_process:
+            model = trainable_model(config)
+            model.load_state_dict(state)
+            print(export_full(model, args.out, config.train.export_dtype))
+    else:
+        written = trainer.export(args.out)
+        if written is not None:
+            print(written)
+    trainer.close()
 
 
 def main(argv=None) -> None:
@@ -103,7 +130,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="framelevel-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("cache", "train", "export"):
+    for name in ("cache", "train", "export", "check"):
         p = sub.add_parser(name)
         p.add_argument("--config", required=True)
         p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
@@ -111,10 +138,11 @@ def main(argv=None) -> None:
     sub.choices["cache"].add_argument("--vae", help="Wan VAE folder (diffusers); omit for latent-only data")
     sub.choices["cache"].add_argument("--device", default="cpu")
     sub.choices["train"].add_argument("--stop-after", type=int, default=None, help="stop after N steps")
+    sub.choices["check"].add_argument("--accelerate-config", help="the YAML you will pass to accelerate launch")
     sub.choices["export"].add_argument("--out", required=True)
     sub.choices["export"].add_argument("--format", choices=("diffusers", "kohya", "full"), default="config")
     args = parser.parse_args(argv)
-    {"cache": cmd_cache, "train": cmd_train, "export": cmd_export}[args.command](args)
+    {"cache": cmd_cache, "train": cmd_train, "export": cmd_export, "check": cmd_check}[args.command](args)
 
 
 if __name__ == "__main__":

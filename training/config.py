@@ -207,7 +207,9 @@ def config_from_dict(raw: dict, world_size: int = 1) -> TrainConfig:
     return config
 
 
-def load_config(path, world_size: int = 1, overrides: dict | None = None) -> TrainConfig:
+def load_config(path, world_size: int = 1, overrides: dict | None = None, env=None) -> TrainConfig:
+    """Read and validate a TOML; also checks it against what `accelerate launch` set up in `env`
+    (default: this process's environment), e.g. a DeepSpeed config's batch or accumulation values."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -218,7 +220,11 @@ def load_config(path, world_size: int = 1, overrides: dict | None = None) -> Tra
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
         raw.setdefault(section, {})[key] = value
-    return config_from_dict(raw, world_size)
+    config = config_from_dict(raw, world_size)
+    from .distributed import check_launch  # imports this module
+
+    check_launch(config, world_size, env)
+    return config
 
 
 def config_to_dict(config: TrainConfig) -> dict:

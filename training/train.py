@@ -15,8 +15,16 @@ from pathlib import Path
 import torch
 
 from .checkpoint import latest_checkpoint, load_checkpoint, remove_partial_checkpoints, save_checkpoint
-from .config import TrainConfig, config_to_dict
+from .config import ConfigError, TrainConfig, config_to_dict
 from .data.dataset import BatchPlan, CachedData, TrainBatch, collate, pack_batch_prompts, shard
+from .distributed import (
+    check_deepspeed_config,
+    check_fsdp_on_cpu,
+    enable_fsdp2_on_cpu,
+    fill_deepspeed_config,
+    is_deepspeed,
+    is_fsdp,
+)
 from .export import export_full, export_lora
 from .modeling import build_optimizer, build_scheduler, trainable_model, trainable_parameters
 from .objective import frame_loss, noisy_input, sample_frame_noise, velocity_target
@@ -65,17 +73,19 @@ def check_finite(accelerator, value: torch.Tensor, what: str, step: int, config:
 
 class Trainer:
     def __init__(self, config: TrainConfig, accelerator=None):
-        from accelerate import Accelerator
-
         self.config = config
         run = config.train
         self.tracking = run.tensorboard and _has_tensorboard()
-        self.accelerator = accelerator or Accelerator(
-            cpu=not _has_accelerator_device(), mixed_precision=run.mixed_precision, gradient_accumulation_steps=run.gradient_accumulation_steps,
-            step_scheduler_with_optimizer=False, log_with="tensorboard" if self.tracking else None,
-            project_dir=run.output_dir)
+        self.accelerator = accelerator or make_accelerator(config, self.tracking)
         acc = self.accelerator
         _check_world(acc)
+        if is_fsdp(acc) and config.validation.every:
+            raise ConfigError(f"validation.every = {config.validation.every}: validation samples run on the main "
+                              f"process only, which FSDP's sharded weights do not allow; set it to 0")
+        if is_deepspeed(acc):
+            ds = acc.state.deepspeed_plugin.deepspeed_config
+            check_deepspeed_config(config, ds, acc.num_processes)
+            fill_deepspeed_config(config, ds, acc.num_processes)
         self.data = CachedData(config.data.cache_dir)
         self.plan = BatchPlan([self.data.bucket(i) for i in range(len(self.data))], run.global_batch_size, run.seed)
         model = trainable_model(config)
@@ -98,6 +108,12 @@ class Trainer:
         self.step, self.batches_consumed = state["step"], state["batches_consumed"]
         acc.print(f"resumed from {path} at step {self.step}")
         return True
+
+    def save(self) -> Path:
+        """A checkpoint of the current step."""
+        acc, run = self.accelerator, self.config.train
+        return save_checkpoint(acc, run.output_dir, self.step, {"batches_consumed": self.batches_consumed},
+                               run.keep_checkpoints)
 
     def _micro_batches(self, global_index: int, clip_indices: list[int]):
         acc, run = self.accelerator, self.config.train
@@ -126,10 +142,15 @@ class Trainer:
         mean_loss = float(acc.reduce(torch.tensor(sum(losses) / len(losses), device=acc.device), "mean"))
         return StepResult(mean_loss, float(grad_norm), sum(df) / len(df))
 
-    def _clip(self) -> torch.Tensor:
+    def _clip(self) -> torch.Tensor | None:
+        """Clip and return the global gradient norm (None where DeepSpeed has not computed one)."""
         max_norm = self.config.optim.max_grad_norm or math.inf
         norm = self.accelerator.clip_grad_norm_(trainable_parameters(self.model), max_norm)
-        return norm if isinstance(norm, torch.Tensor) else torch.tensor(float(norm))
+        if norm is None:
+            return None
+        if hasattr(norm, "full_tensor"):  # FSDP2: a replicated DTensor
+            norm = norm.full_tensor()
+        return norm.detach() if isinstance(norm, torch.Tensor) else torch.tensor(float(norm))
 
     # -------------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> None:
@@ -146,8 +167,13 @@ class Trainer:
             self._after_step(result, bar)
         if bar is not None:
             bar.close()
-        if self.tracking:
-            acc.end_training()
+
+    def close(self) -> None:
+        """Finish the trackers and leave the process group: last, since exports under FSDP need it, and
+        a process that exits inside the group can abort its peers ("terminate called without an
+        active exception")."""
+        self.accelerator.wait_for_everyone()
+        self.accelerator.end_training()
 
     def _after_step(self, result: StepResult, bar) -> None:
         run, acc = self.config.train, self.accelerator
@@ -158,8 +184,7 @@ class Trainer:
             acc.log({"loss": result.loss, "grad_norm": result.grad_norm, "df_share": result.df_share,
                      "lr": self.scheduler.get_last_lr()[0]}, step=self.step)
         if self.step % run.checkpoint_every == 0 or self.step == run.max_steps:
-            save_checkpoint(acc, run.output_dir, self.step, {"batches_consumed": self.batches_consumed},
-                            run.keep_checkpoints)
+            self.save()
         every = self.config.validation.every
         if every and self.step % every == 0:
             self.validate()
@@ -199,6 +224,27 @@ class Trainer:
         if self.config.lora is not None:
             return export_lora(model, out, run.export_format, run.export_dtype, meta)
         return export_full(model, out, run.export_dtype, meta)
+
+
+def make_accelerator(config: TrainConfig, tracking: bool = False):
+    """The Accelerator for `accelerate launch`'s setup; on CPU an FSDP launch really becomes FSDP2."""
+    from accelerate import Accelerator
+
+    run = config.train
+    cpu = not _has_accelerator_device()
+    if cpu:
+        check_fsdp_on_cpu()
+        if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+            raise RuntimeError("DeepSpeed was launched on a machine without GPUs; accelerate ignores DeepSpeed "
+                               "on CPU and would train plain DDP. Use training/configs/cpu_2proc.yaml (DDP) or "
+                               "cpu_2proc_fsdp.yaml (FSDP2) for CPU dry runs.")
+    acc = Accelerator(cpu=cpu, mixed_precision=run.mixed_precision,
+                      gradient_accumulation_steps=run.gradient_accumulation_steps,
+                      step_scheduler_with_optimizer=False, log_with="tensorboard" if tracking else None,
+                      project_dir=run.output_dir)
+    if cpu:
+        enable_fsdp2_on_cpu(acc)
+    return acc
 
 
 def _has_accelerator_device() -> bool:
@@ -254,4 +300,5 @@ def run_training(config: TrainConfig, stop_after: int | None = None) -> Trainer:
     trainer.fit(stop_after)
     if trainer.step >= config.train.max_steps:
         trainer.export()
+    trainer.close()
     return trainer
