@@ -1,5 +1,5 @@
 """The training loop: config errors, overfitting a tiny set, 2-process equality (DDP and FSDP2, gloo on
-CPU), SIGKILL + resume."""
+CPU), SIGKILL + resume (full and LoRA), adapter-only LoRA checkpoints."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import comfyui_framelevel.training as training_package
 import pytest
 import torch
+from comfyui_framelevel.training.checkpoint import ADAPTERS_FILE, STATE_FILE
 from comfyui_framelevel.training.config import ConfigError, config_from_dict
 from comfyui_framelevel.training.data.dataset import collate
 from comfyui_framelevel.training.testing import prepare_tiny_run, tiny_run_config, to_toml
@@ -112,15 +113,15 @@ def test_two_processes_match_one_process_with_the_same_global_batch(one_process_
     assert moved > 1e-3, "training changed the weights"
 
 
-@pytest.mark.parametrize("one_process_run", [False], ids=["full"], indirect=True)
+@pytest.mark.parametrize("one_process_run", [False, True], ids=["full", "lora"], indirect=True)
 def test_fsdp2_two_processes_match_one_process_and_resume_from_their_checkpoints(one_process_run, tmp_path):
     """FSDP2 (`fully_shard`, gloo, 2 CPU processes, one shard unit per WanBlock), stopped after step 4 and
     resumed from its step-3 checkpoint, ends within 1e-4 (absolute, every weight) of one process with the
-    same global batch; measured ~2e-5 (the reduce-scatter sums in another order).
+    same global batch; measured ~2e-5 full, ~4e-6 LoRA (the reduce-scatter sums in another order).
 
-    The checkpoint is sharded (one torch.distributed.checkpoint file per process), and accelerate's
-    offline merge of it equals the one-process checkpoint. The export gathers the full state on the
-    main process."""
+    Full fine-tune: the checkpoint is sharded (one torch.distributed.checkpoint file per process), and
+    accelerate's offline merge of it equals the one-process checkpoint. LoRA: the checkpoint holds the
+    gathered adapters only. The export gathers the full state on the main process."""
     raw, config, one = one_process_run
     lora = "lora" in raw
     out = tmp_path / "fsdp"
@@ -130,12 +131,17 @@ def test_fsdp2_two_processes_match_one_process_and_resume_from_their_checkpoints
     assert (out / "checkpoints/latest").read_text() == "step-00000003"
     assert not (out / "model.safetensors").exists() and (step3 / "random_states_1.pkl").exists()
     assert not (step3 / "model.safetensors").exists()
-    from accelerate.utils import merge_fsdp_weights
+    if lora:
+        assert not (step3 / "pytorch_model_fsdp_0").exists()
+        shards = load_file(str(step3 / ADAPTERS_FILE))
+        reference = load_file(str(one / "checkpoints/step-00000003" / ADAPTERS_FILE))
+    else:
+        from accelerate.utils import merge_fsdp_weights
 
-    assert {p.name for p in (step3 / "pytorch_model_fsdp_0").glob("*.distcp")} == {"__0_0.distcp", "__1_0.distcp"}
-    merge_fsdp_weights(str(step3 / "pytorch_model_fsdp_0"), str(tmp_path / "merged"))
-    shards = load_file(str(tmp_path / "merged/model.safetensors"))
-    reference = load_file(str(one / "checkpoints/step-00000003/model.safetensors"))
+        assert {p.name for p in (step3 / "pytorch_model_fsdp_0").glob("*.distcp")} == {"__0_0.distcp", "__1_0.distcp"}
+        merge_fsdp_weights(str(step3 / "pytorch_model_fsdp_0"), str(tmp_path / "merged"))
+        shards = load_file(str(tmp_path / "merged/model.safetensors"))
+        reference = load_file(str(one / "checkpoints/step-00000003/model.safetensors"))
     assert _max_difference(shards, reference) < 1e-4
 
     second = _launch_2proc("cpu_2proc_fsdp.yaml", config, out)
@@ -148,7 +154,7 @@ def test_fsdp2_two_processes_match_one_process_and_resume_from_their_checkpoints
         assert max(float(v.abs().max()) for k, v in a.items() if ".lora_B." in k) > 1e-3, "adapters trained"
 
 
-@pytest.mark.parametrize("lora", [False], ids=["full"])
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
 def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path, lora):
     sections = LORA_RUN if lora else {}
     raw = prepare_tiny_run(tmp_path, clips=4, train={"max_steps": 120, "checkpoint_every": 4,
@@ -167,8 +173,9 @@ def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path, lora):
     victim.wait(30)
     assert not (tmp_path / "run/model.safetensors").exists(), "killed before the end"
     root = tmp_path / "run/checkpoints"
+    weights = ADAPTERS_FILE if lora else "model.safetensors"
     for entry in root.glob("step-*"):
-        assert (entry / "trainer_state.json").exists() and (entry / "model.safetensors").exists()
+        assert (entry / STATE_FILE).exists() and (entry / weights).exists()
     assert (root / latest.read_text() / "trainer_state.json").exists()
 
     resumed = _launch(_train_cmd(config, tmp_path / "run"))
@@ -180,3 +187,42 @@ def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path, lora):
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     shutil.rmtree(tmp_path / "ref", ignore_errors=True)
 
+
+def test_lora_checkpoint_holds_only_the_adapters_and_is_much_smaller_than_a_full_one(tmp_path):
+    raw = prepare_tiny_run(tmp_path, clips=2, train={"max_steps": 4, "checkpoint_every": 2}, **LORA_RUN)
+    trainer = Trainer(config_from_dict(raw))
+    trainer.fit(stop_after=2)
+    lora_dir = Path(raw["train"]["output_dir"]) / "checkpoints/step-00000002"
+    adapters = load_file(str(lora_dir / ADAPTERS_FILE))
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    base = {n for n in model.state_dict() if n not in trainable}
+    assert set(adapters) == trainable and all(".lora_A." in k or ".lora_B." in k for k in adapters)
+    assert not base & set(adapters) and "blocks.0.self_attn.q.weight" in base
+    assert not (lora_dir / "model.safetensors").exists()
+    state = (lora_dir / STATE_FILE).read_text()
+    assert '"checkpoint": "adapters"' in state and '"init_seed": 0' in state
+
+    full_raw = {**raw, "train": {**raw["train"], "output_dir": str(tmp_path / "full")}}
+    full_raw.pop("lora")
+    Trainer(config_from_dict(full_raw)).fit(stop_after=2)
+    full_dir = tmp_path / "full/checkpoints/step-00000002"
+    assert set(load_file(str(full_dir / "model.safetensors"))) == base  # the full model, original names
+    lora_bytes = sum(f.stat().st_size for f in lora_dir.iterdir())
+    full_bytes = sum(f.stat().st_size for f in full_dir.iterdir())
+    weights_ratio = (lora_dir / ADAPTERS_FILE).stat().st_size / (full_dir / "model.safetensors").stat().st_size
+    print(f"tiny Wan, LoRA rank 4: adapters {(lora_dir / ADAPTERS_FILE).stat().st_size} B vs full model "
+          f"{(full_dir / 'model.safetensors').stat().st_size} B; whole checkpoint {lora_bytes} B vs {full_bytes} B")
+    assert weights_ratio < 0.25 and lora_bytes < 0.25 * full_bytes
+
+    # resume takes the base from its source and refuses another base or a config without [lora]
+    resumed = Trainer(config_from_dict(raw))
+    assert resumed.resume_if_possible() and resumed.step == 2
+    for name, p in resumed.accelerator.unwrap_model(resumed.model).named_parameters():
+        assert torch.equal(p, dict(model.named_parameters())[name])
+    other_base = {**raw, "model": {**raw["model"], "init_seed": 1}}
+    with pytest.raises(RuntimeError, match="trained on base model"):
+        Trainer(config_from_dict(other_base)).resume_if_possible()
+    no_lora = {k: v for k, v in raw.items() if k != "lora"}
+    with pytest.raises(RuntimeError, match="holds LoRA adapters but the config has no"):
+        Trainer(config_from_dict(no_lora)).resume_if_possible()

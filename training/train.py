@@ -14,7 +14,14 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import latest_checkpoint, load_checkpoint, remove_partial_checkpoints, save_checkpoint
+from .checkpoint import (
+    latest_checkpoint,
+    load_adapter_state,
+    read_trainer_state,
+    remove_partial_checkpoints,
+    save_adapter_state,
+    save_checkpoint,
+)
 from .config import ConfigError, TrainConfig, config_to_dict
 from .data.dataset import BatchPlan, CachedData, TrainBatch, collate, pack_batch_prompts, shard
 from .distributed import (
@@ -104,16 +111,49 @@ class Trainer:
         path = latest_checkpoint(self.config.train.output_dir)
         if path is None:
             return False
-        state = load_checkpoint(acc, path)
+        state = read_trainer_state(path)
+        kind = state.get("checkpoint")  # absent: written before adapter-only checkpoints (full accelerate state)
+        if kind == "adapters":
+            if self.config.lora is None:
+                raise RuntimeError(f"{path} holds LoRA adapters but the config has no [lora] section; add the "
+                                   f"[lora] section it was trained with, or use another train.output_dir")
+            self._check_base_model(path, state.get("base_model", {}))
+            load_adapter_state(acc, self.model, self.optimizer, path)
+        elif kind == "full" and self.config.lora is not None:
+            raise RuntimeError(f"{path} is a full fine-tuning checkpoint but the config has a [lora] section; "
+                               f"remove [lora] to continue it, or use another train.output_dir")
+        else:
+            acc.load_state(str(path))
         self.step, self.batches_consumed = state["step"], state["batches_consumed"]
         acc.print(f"resumed from {path} at step {self.step}")
         return True
 
+    def base_model_record(self) -> dict:
+        """Where the frozen base comes from; an adapter checkpoint is only valid on the same base."""
+        m = self.config.model
+        if m.weights:
+            source = {"weights": Path(m.weights).name, "bytes": Path(m.weights).stat().st_size}
+        else:
+            source = {"size": m.size, "init_seed": m.init_seed, "num_heads": m.num_heads, "text_dim": m.text_dim}
+        return {**source, "base_dtype": m.base_dtype}
+
+    def _check_base_model(self, path, recorded: dict) -> None:
+        current = self.base_model_record()
+        if recorded != current:
+            raise RuntimeError(f"{path} holds LoRA adapters trained on base model {recorded}, but the config "
+                               f"loads {current}; point [model] at the base the run started with")
+
     def save(self) -> Path:
-        """A checkpoint of the current step."""
+        """A checkpoint of the current step (adapters only under LoRA, see checkpoint.py)."""
         acc, run = self.accelerator, self.config.train
-        return save_checkpoint(acc, run.output_dir, self.step, {"batches_consumed": self.batches_consumed},
-                               run.keep_checkpoints)
+        state = {"batches_consumed": self.batches_consumed, "checkpoint": "full"}
+        write = None
+        if self.config.lora is not None:
+            state.update(checkpoint="adapters", base_model=self.base_model_record())
+
+            def write(directory):
+                save_adapter_state(acc, self.model, self.optimizer, directory)
+        return save_checkpoint(acc, run.output_dir, self.step, state, run.keep_checkpoints, write)
 
     def _micro_batches(self, global_index: int, clip_indices: list[int]):
         acc, run = self.accelerator, self.config.train
