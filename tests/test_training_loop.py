@@ -226,3 +226,16 @@ def test_lora_checkpoint_holds_only_the_adapters_and_is_much_smaller_than_a_full
     no_lora = {k: v for k, v in raw.items() if k != "lora"}
     with pytest.raises(RuntimeError, match="holds LoRA adapters but the config has no"):
         Trainer(config_from_dict(no_lora)).resume_if_possible()
+
+
+def test_nan_loss_stops_before_the_optimizer_touches_the_weights(tmp_path):
+    from comfyui_framelevel.training.train import TrainingDiverged
+
+    raw = prepare_tiny_run(tmp_path, clips=2, train={"max_steps": 4, "checkpoint_every": 10})
+    trainer = Trainer(config_from_dict(raw))
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.head.register_forward_hook(lambda module, args, out: out * float("nan"))
+    with pytest.raises(TrainingDiverged, match=re.escape("step 1: the loss is [nan] (per process)")):
+        trainer.fit()
+    assert trainer.step == 0 and all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -112,14 +112,17 @@ def to_toml(raw: dict) -> str:
     return "\n".join(lines)
 
 
-def prepare_tiny_run(tmp, clips: int = 4, **sections) -> dict:
-    """Dataset + cache + raw config for a tiny CPU run under `tmp`; returns the raw config."""
+def prepare_tiny_run(tmp, clips: int = 4, latent_frames: int = 3, latent_size: int = 4, **sections) -> dict:
+    """Dataset + cache + raw config for a tiny CPU run under `tmp`; returns the raw config.
+
+    Clips are latents of [16, latent_frames, latent_size, latent_size] (pixel frames 4k+1, pixels x8)."""
     from .config import config_from_dict
     from .data.cache import build_cache
 
     write_latent_dataset(Path(tmp) / "data", [
         {"name": f"clip{i}", "captions": {"1": f"scene {i} opens", "6": f"scene {i} closes quietly"}}
-        for i in range(clips)])
-    raw = tiny_run_config(tmp, **sections)
+        for i in range(clips)], frames=latent_frames, height=latent_size, width=latent_size)
+    size = {"resolutions": [[8 * latent_size, 8 * latent_size]], "frame_buckets": [4 * (latent_frames - 1) + 1]}
+    raw = tiny_run_config(tmp, **{**sections, "data": {**size, **sections.get("data", {})}})
     build_cache(config_from_dict(raw).data, WordHashTextEncoder(32))
     return raw

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..kernels import PackedPrompts  # noqa: TID252 - package-relative
 from .checkpoint import (
     latest_checkpoint,
     load_adapter_state,
@@ -34,7 +35,7 @@ from .distributed import (
 )
 from .export import export_full, export_lora
 from .modeling import build_optimizer, build_scheduler, trainable_model, trainable_parameters
-from .objective import frame_loss, noisy_input, sample_frame_noise, velocity_target
+from .objective import FrameNoise, frame_loss, noisy_input, sample_frame_noise, velocity_target
 from .sample import euler_sample, synchronous_schedule
 
 
@@ -53,29 +54,86 @@ def sample_generator(seed: int, sample_id: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + sample_id) % (2**63 - 1))
 
 
-def micro_batch_loss(model, batch: TrainBatch, config: TrainConfig, device) -> tuple[torch.Tensor, float]:
+@dataclass(frozen=True)
+class StepInputs:
+    """One micro-batch ready for the model: every disk read and random draw already done (on CPU, in
+    the prefetch thread), so the step itself only copies to the device and computes."""
+
+    x_t: torch.Tensor  # noisy latents [B, C, F, H, W]
+    target: torch.Tensor  # velocity noise - x0
+    levels: FrameNoise
+    frame_text: PackedPrompts
+    df_share: float
+
+    def to(self, device, non_blocking: bool = False) -> StepInputs:
+        def move(t):
+            return t.to(device, non_blocking=non_blocking)
+
+        levels = FrameNoise(*(move(t) for t in (self.levels.sigma, self.levels.u, self.levels.loss_mask,
+                                                self.levels.is_df)))
+        text = type(self.frame_text)(*(move(t) for t in (self.frame_text.rows, self.frame_text.seg_start,
+                                                          self.frame_text.seg_len, self.frame_text.key_bias,
+                                                          self.frame_text.frame_prompt)))
+        return StepInputs(move(self.x_t), move(self.target), levels, text, self.df_share)
+
+    def pin_memory(self) -> StepInputs:
+        return StepInputs(self.x_t.pin_memory(), self.target.pin_memory(), self.levels, self.frame_text,
+                          self.df_share)
+
+
+def prepare_inputs(batch: TrainBatch, config: TrainConfig) -> StepInputs:
+    """Noise levels, noise and the noisy input of a micro-batch; each sample from its own generator."""
     generators = [sample_generator(config.train.seed, i) for i in batch.sample_ids]
-    x0 = batch.latents.to(device)
+    x0 = batch.latents
     levels = sample_frame_noise(x0.shape[0], x0.shape[2], config.objective, generators)
-    noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in generators]).to(device)
-    x_t = noisy_input(x0, noise, levels.sigma.to(device))
-    frame_text = batch.frame_text
-    frame_text = type(frame_text)(*(t.to(device) for t in (frame_text.rows, frame_text.seg_start,
-                                                            frame_text.seg_len, frame_text.key_bias,
-                                                            frame_text.frame_prompt)))
-    prediction = model(x_t, levels.timesteps.to(device), frame_text=frame_text)
-    loss = frame_loss(prediction, velocity_target(x0, noise), levels, config.objective.loss_weighting)
-    return loss, float(levels.is_df.float().mean())
+    noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in generators])
+    return StepInputs(noisy_input(x0, noise, levels.sigma), velocity_target(x0, noise), levels, batch.frame_text,
+                      float(levels.is_df.float().mean()))
 
 
-def check_finite(accelerator, value: torch.Tensor, what: str, step: int, config: TrainConfig) -> None:
-    values = accelerator.gather(value.detach().float().reshape(1))
-    if not torch.isfinite(values).all():
-        raise TrainingDiverged(
-            f"step {step}: {what} is {values.tolist()} (per process) - training stopped. Lower "
+def inputs_loss(model, inputs: StepInputs, config: TrainConfig) -> torch.Tensor:
+    """The model's loss on device-resident inputs (what a bare step computes too)."""
+    prediction = model(inputs.x_t, inputs.levels.timesteps, frame_text=inputs.frame_text)
+    return frame_loss(prediction, inputs.target, inputs.levels, config.objective.loss_weighting)
+
+
+def micro_batch_loss(model, batch: TrainBatch, config: TrainConfig, device) -> tuple[torch.Tensor, float]:
+    inputs = prepare_inputs(batch, config)
+    return inputs_loss(model, inputs.to(device), config), inputs.df_share
+
+
+def diverged_message(step: int, what: str, values: list[float], config: TrainConfig) -> str:
+    return (f"step {step}: {what} is {values} (per process) - training stopped. Lower "
             f"optim.learning_rate (now {config.optim.learning_rate}), keep optim.max_grad_norm > 0, or "
             f"use train.mixed_precision = 'bf16' instead of 'fp16'; resume from the last checkpoint in "
             f"{Path(config.train.output_dir) / 'checkpoints'}")
+
+
+class Prefetcher:
+    """Yields (global batch number, prepared micro-batches), preparing the next global batch (cache
+    reads, collation, noise, pinned copies) in one background thread while the current step runs."""
+
+    def __init__(self, prepare, batches):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._prepare, self._batches = prepare, batches
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="framelevel-prefetch")
+        self._pending = self._submit()
+
+    def _submit(self):
+        global_index, clip_indices = next(self._batches)
+        return global_index, self._pool.submit(self._prepare, global_index, clip_indices)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        global_index, future = self._pending
+        self._pending = self._submit()  # queued behind this one: ready before the next step asks
+        return global_index, future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Trainer:
@@ -155,32 +213,48 @@ class Trainer:
                 save_adapter_state(acc, self.model, self.optimizer, directory)
         return save_checkpoint(acc, run.output_dir, self.step, state, run.keep_checkpoints, write)
 
-    def _micro_batches(self, global_index: int, clip_indices: list[int]):
+    def prepare(self, global_index: int, clip_indices: list[int]) -> list[StepInputs]:
+        """This process's micro-batches of a global batch, on CPU (pinned when the device is a GPU)."""
         acc, run = self.accelerator, self.config.train
         mine, rows = shard(clip_indices, acc.process_index, acc.num_processes)
         ids = [global_index * run.global_batch_size + r for r in rows]
         size = len(mine) // run.gradient_accumulation_steps
+        pin = acc.device.type == "cuda"
+        micro = []
         for start in range(0, len(mine), size):
-            yield collate(self.data, mine[start:start + size], ids[start:start + size], self.config.data.text_len)
+            batch = collate(self.data, mine[start:start + size], ids[start:start + size], self.config.data.text_len)
+            inputs = prepare_inputs(batch, self.config)
+            micro.append(inputs.pin_memory() if pin else inputs)
+        return micro
 
-    def train_step(self, global_index: int, clip_indices: list[int]) -> StepResult:
-        acc, losses, df = self.accelerator, [], []
-        grad_norm = torch.tensor(0.0)
-        for batch in self._micro_batches(global_index, clip_indices):
+    def train_step(self, global_index: int, clip_indices: list[int] | None = None,
+                   prepared: list[StepInputs] | None = None) -> StepResult:
+        """One optimizer step. The NaN/inf check of loss and gradient norm is one collective and the
+        step's only host sync, before the optimizer touches the weights."""
+        acc = self.accelerator
+        micro = prepared if prepared is not None else self.prepare(global_index, clip_indices)
+        total, result = None, None
+        for inputs in micro:
             with acc.accumulate(self.model):
-                loss, df_share = micro_batch_loss(self.model, batch, self.config, acc.device)
-                check_finite(acc, loss, "the loss", self.step + 1, self.config)
+                loss = inputs_loss(self.model, inputs.to(acc.device, non_blocking=True), self.config)
                 acc.backward(loss)
+                total = loss.detach() if total is None else total + loss.detach()
                 if acc.sync_gradients:
-                    grad_norm = self._clip()
-                    check_finite(acc, grad_norm, "the gradient norm", self.step + 1, self.config)
+                    result = self._checked_result(total / len(micro), self._clip(), micro)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            df.append(df_share)
         self.scheduler.step()
-        mean_loss = float(acc.reduce(torch.tensor(sum(losses) / len(losses), device=acc.device), "mean"))
-        return StepResult(mean_loss, float(grad_norm), sum(df) / len(df))
+        return result
+
+    def _checked_result(self, loss: torch.Tensor, norm: torch.Tensor | None, micro) -> StepResult:
+        acc = self.accelerator
+        norm = torch.zeros((), device=acc.device) if norm is None else norm.to(acc.device)
+        values = acc.gather(torch.stack([loss.float(), norm.float()]).reshape(1, 2)).reshape(-1, 2).tolist()
+        losses, norms = [v[0] for v in values], [v[1] for v in values]
+        for what, seen in (("the loss", losses), ("the gradient norm", norms)):
+            if not all(math.isfinite(v) for v in seen):
+                raise TrainingDiverged(diverged_message(self.step + 1, what, seen, self.config))
+        return StepResult(sum(losses) / len(losses), norms[0], sum(m.df_share for m in micro) / len(micro))
 
     def _clip(self) -> torch.Tensor | None:
         """Clip and return the global gradient norm (None where DeepSpeed has not computed one)."""
@@ -194,19 +268,28 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> None:
+        for _ in self.steps(stop_after):
+            pass
+
+    def steps(self, stop_after: int | None = None):
+        """Train, yielding each step's result after its bookkeeping (fit runs this to the end)."""
         acc, run = self.accelerator, self.config.train
         if self.tracking:
             acc.init_trackers("framelevel", config=_flat_scalars(config_to_dict(self.config)))
         bar = _progress(acc, run, self.step)
-        batches = self.plan.from_position(self.batches_consumed)
-        while self.step < run.max_steps and (stop_after is None or stop_after > 0):
-            global_index, clip_indices = next(batches)
-            result = self.train_step(global_index, clip_indices)
-            self.step, self.batches_consumed = self.step + 1, global_index + 1
-            stop_after = None if stop_after is None else stop_after - 1
-            self._after_step(result, bar)
-        if bar is not None:
-            bar.close()
+        batches = Prefetcher(self.prepare, self.plan.from_position(self.batches_consumed))
+        try:
+            while self.step < run.max_steps and (stop_after is None or stop_after > 0):
+                global_index, micro = next(batches)
+                result = self.train_step(global_index, prepared=micro)
+                self.step, self.batches_consumed = self.step + 1, global_index + 1
+                stop_after = None if stop_after is None else stop_after - 1
+                self._after_step(result, bar)
+                yield result
+        finally:
+            batches.close()
+            if bar is not None:
+                bar.close()
 
     def close(self) -> None:
         """Finish the trackers and leave the process group: last, since exports under FSDP need it, and
@@ -218,8 +301,8 @@ class Trainer:
     def _after_step(self, result: StepResult, bar) -> None:
         run, acc = self.config.train, self.accelerator
         if bar is not None:
+            bar.set_postfix(loss=f"{result.loss:.4f}", refresh=False)  # drawn by update, at most 10/s
             bar.update(1)
-            bar.set_postfix(loss=f"{result.loss:.4f}")
         if self.tracking and self.step % run.log_every == 0:
             acc.log({"loss": result.loss, "grad_norm": result.grad_norm, "df_share": result.df_share,
                      "lr": self.scheduler.get_last_lr()[0]}, step=self.step)
