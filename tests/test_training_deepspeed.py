@@ -46,19 +46,27 @@ def _validate_with_deepspeed(ds: dict, world_size: int, monkeypatch):
     return deepspeed_config.DeepSpeedConfig(json.loads(json.dumps(ds, default=str).replace("Infinity", "1e9")))
 
 
-@pytest.mark.parametrize("yaml", DEEPSPEED_CONFIGS, ids=lambda p: p.name)
-def test_shipped_deepspeed_config_is_accepted_by_accelerate_and_deepspeed(yaml, tmp_path, monkeypatch):
-    assert DEEPSPEED_CONFIGS, "training/configs/deepspeed_zero2.yaml is missing"
+def _shipped(yaml, tmp_path) -> tuple[dict, int, object]:
+    """The engine config accelerate builds from a shipped YAML, filled from example.toml."""
     world, env = accelerate_launch_env(yaml)  # accelerate's own launcher code reads the YAML (and JSON)
     assert env["ACCELERATE_USE_DEEPSPEED"] == "true" and world == 8
     ds = deepspeed_config_from_env(env)  # accelerate's DeepSpeedPlugin builds the engine config
-    assert ds["zero_optimization"]["stage"] == 2 and ds["gradient_accumulation_steps"] == 1
-
     config = config_from_dict(_example_config(tmp_path), world_size=world)  # global batch 8 over 8 GPUs
     check_launch(config, world, env)
-    fill_deepspeed_config(config, ds, world)
-    assert (ds["train_batch_size"], ds["train_micro_batch_size_per_gpu"]) == (8, 1)
+    return fill_deepspeed_config(config, ds, world), world, config
 
+
+@pytest.mark.parametrize("yaml", DEEPSPEED_CONFIGS, ids=lambda p: p.name)
+def test_shipped_deepspeed_config_is_accepted_by_accelerate_and_fits_the_example(yaml, tmp_path):
+    assert DEEPSPEED_CONFIGS, "training/configs/deepspeed_zero2.yaml is missing"
+    ds, _, _ = _shipped(yaml, tmp_path)
+    assert ds["zero_optimization"]["stage"] == 2 and ds["gradient_accumulation_steps"] == 1
+    assert (ds["train_batch_size"], ds["train_micro_batch_size_per_gpu"], ds["gradient_clipping"]) == (8, 1, 1.0)
+
+
+@pytest.mark.parametrize("yaml", DEEPSPEED_CONFIGS, ids=lambda p: p.name)
+def test_shipped_deepspeed_config_passes_deepspeeds_own_schema(yaml, tmp_path, monkeypatch):
+    ds, world, config = _shipped(yaml, tmp_path)
     parsed = _validate_with_deepspeed(ds, world, monkeypatch)
     assert parsed.zero_optimization_stage == 2 and parsed.gradient_clipping == config.optim.max_grad_norm
     assert parsed.train_batch_size == 8 and parsed.gradient_accumulation_steps == 1
@@ -114,7 +122,7 @@ def test_deepspeed_json_with_auto_values_fits_any_toml_and_is_filled_from_it(tmp
     ds = fill_deepspeed_config(config, deepspeed_config_from_env(env), world)
     assert (ds["train_batch_size"], ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) == (16, 2, 2)
     ds["bf16"] = {"enabled": True}  # what the Accelerator's set_mixed_precision("bf16") fills in
-    parsed = _validate_with_deepspeed(ds, world, monkeypatch)
+    parsed = _validate_with_deepspeed(ds, world, monkeypatch)  # skips without deepspeed, checks above ran
     assert parsed.zero_config.overlap_comm and parsed.bfloat16_config.enabled
 
 
