@@ -305,8 +305,15 @@ def _progress(callback, steps: int):
 
 
 def auto_windows_per_batch(base_model, window_shape, device) -> int:
-    """Windows of `window_shape` ([rows, C, W, H, W]) that fit in one model call in the device's
-    free memory, by ComfyUI's own activation estimate (BaseModel.memory_required)."""
+    """Windows per model call when the user leaves it to us (max_windows_per_batch 0).
+
+    On a GPU: as many windows of `window_shape` ([rows, C, W, H, W]) as fit in free memory by
+    ComfyUI's own activation estimate (BaseModel.memory_required), so one call fills the device.
+    On the CPU: one. A CPU has no idle parallel units for a bigger batch to fill; stacking windows
+    only enlarges the working set (tests/bench_sampling.py: 3 windows per call ran 1.18-1.22x the
+    time of one per call on 1 and 2 threads), and memory stays at one window's."""
+    if torch.device(device).type == "cpu":
+        return 1
     free = comfy.model_management.get_free_memory(device)
     return windows_per_batch(free, max(1, int(base_model.memory_required(list(window_shape)))))
 
@@ -318,7 +325,7 @@ def _with_auto_batching(options: ExecutorOptions, plan, model, x) -> ExecutorOpt
     rows = 2 * x.shape[0]   # cond and uncond are batched together by ComfyUI when they fit
     per_call = auto_windows_per_batch(model.inner_model.inner_model, (rows, x.shape[1], window, *x.shape[3:]),
                                       x.device)
-    logging.info("FrameLevel: up to %d windows per model call (from free memory)", per_call)
+    logging.info("FrameLevel: up to %d window(s) per model call (automatic)", per_call)
     return dataclasses.replace(options, max_windows_per_batch=per_call)
 
 
@@ -328,7 +335,7 @@ def sample_plan(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     """k-diffusion-style sampler function running `planner(sigmas, frames, anchors) -> Plan`.
 
     Anchors come from the latent's noise_mask (latent frames masked 0 are kept clean at sigma 0).
-    max_windows_per_batch 0 means as many windows per model call as free memory allows.
+    max_windows_per_batch 0 means automatic (see auto_windows_per_batch).
     """
     extra_args = dict(extra_args or {})
     anchors = anchors_from_mask(extra_args.get("denoise_mask"))
@@ -452,7 +459,7 @@ def _make_pmwd_outer_sample(options: PMWDOptions):
 
 def apply_pmwd_model_patch(model_patcher, options: PMWDOptions, max_windows_per_batch: int = 0):
     """A clone of `model_patcher` on which every model evaluation denoises the K PMWD windows
-    (batched, `max_windows_per_batch` per call, 0 = from free memory) and returns their fused
+    (batched, `max_windows_per_batch` per call, 0 = automatic, see auto_windows_per_batch) and returns their fused
     prediction: stock samplers (euler, uni_pc, dpmpp_2m, ...) then run PMWD. Frame prompts reach
     each window by global latent index when the frame-level cross-attention patch is also applied."""
     wan_diffusion_model(model_patcher)

@@ -22,8 +22,9 @@ COMMON = {
     "solver": (list(SOLVERS), {"default": "euler", "tooltip":
                "Per-frame solver: euler or dpmpp_2m (second order, no extra model calls)."}),
     "max_windows_per_batch": ("INT", {"default": 0, "min": 0, "max": 256, "tooltip":
-                              "Windows stacked into one model call; 0 = as many as fit in free memory "
-                              "(ComfyUI's estimate). 1 = one window at a time (least memory)."}),
+                              "Windows stacked into one model call. 0 = automatic: on a GPU as many as fit "
+                              "in free memory (ComfyUI's estimate), on the CPU one (stacking only slows a "
+                              "CPU). 1 = one window at a time (least memory)."}),
 }
 WINDOW = ("INT", {"default": 21, "min": 1, "max": 1000, "tooltip":
                   "Window length in LATENT frames (21 = 81 pixel frames, Wan's training length)."})

@@ -45,7 +45,7 @@ def test_pmwd_batched_equals_one_window_per_call(setup):
     _, patched, contexts = setup
     positive = cs.frame_conditioning(contexts, [0, 0, 1, 1, 1, 2, 2, 2])
     sigmas = sigmas_for(patched, 3)
-    batched = run_custom(patched, pmwd(batch=0), positive, cs.conditioning(contexts[2]), latent(), sigmas)
+    batched = run_custom(patched, pmwd(batch=3), positive, cs.conditioning(contexts[2]), latent(), sigmas)
     single = run_custom(patched, pmwd(batch=1), positive, cs.conditioning(contexts[2]), latent(), sigmas)
     assert (batched - single).abs().max() <= 1e-5 * single.abs().max()
 
@@ -154,7 +154,7 @@ def test_pmwd_patch_one_window_per_call_equals_batched_and_leaves_the_model_alon
     positive, negative = cs.frame_conditioning(contexts, [0, 0, 1, 1, 1, 2, 2, 2]), cs.conditioning(contexts[2])
     noise = torch.randn(1, 16, FRAMES, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(3))
     before = cs.sample(patched, noise, positive, negative, steps=3, cfg=4.0)
-    batched = cs.sample(pmwd_model(patched, batch=0), noise, positive, negative, steps=3, cfg=4.0, sampler="uni_pc")
+    batched = cs.sample(pmwd_model(patched, batch=3), noise, positive, negative, steps=3, cfg=4.0, sampler="uni_pc")
     single = cs.sample(pmwd_model(patched, batch=1), noise, positive, negative, steps=3, cfg=4.0, sampler="uni_pc")
     after = cs.sample(patched, noise, positive, negative, steps=3, cfg=4.0)
     assert (batched - single).abs().max() <= 1e-5 * single.abs().max()
@@ -195,3 +195,15 @@ def test_our_samplers_build_no_autograd_graph(setup):
     out = run_custom(probe, pmwd(), cs.conditioning(contexts[0]), cs.conditioning(contexts[1]), latent(),
                      sigmas_for(probe, 2))
     assert grad_modes and not any(grad_modes) and not out.requires_grad
+
+
+def test_automatic_windows_per_call_is_one_on_cpu_and_fills_free_memory_on_a_gpu(setup, monkeypatch):
+    comfy = cs.import_comfy()
+    from comfyui_framelevel.nodes.comfy_adapter import auto_windows_per_batch
+    model, _, _ = setup
+    base = model.model
+    shape = (2, 16, 4, HEIGHT, WIDTH)
+    assert auto_windows_per_batch(base, shape, torch.device("cpu")) == 1
+    per_window = base.memory_required(list(shape))
+    monkeypatch.setattr(comfy.model_management, "get_free_memory", lambda device=None, *a, **k: 5.5 * per_window)
+    assert auto_windows_per_batch(base, shape, torch.device("cuda", 0)) == 4   # 90% of 5.5 windows
