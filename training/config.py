@@ -69,9 +69,12 @@ class RunConfig:
 @dataclass(frozen=True)
 class ValidationConfig:
     every: int = 0  # steps between validation samples; 0 = off
-    steps: int = 20  # Euler steps
+    steps: int = 20  # sampler steps (the pack's DF sampler, as the ComfyUI nodes run it)
     shift: float = 5.0
     seed: int = 0
+    step_size: float = 0.0  # DF step size: 0 = synchronous (stock Euler), > 0 = staircase
+    causal_block_size: int = 1
+    solver: str = "euler"  # or "dpmpp_2m"
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ CHOICES = {
     "model.size": ("1.3B", "14B", "tiny"), "model.base_dtype": ("fp32", "bf16"),
     "objective.timestep_sampling": ("logit_normal", "uniform"), "objective.loss_weighting": ("none", "bell"),
     "optim.optimizer": ("adamw", "adafactor"), "train.mixed_precision": ("no", "bf16", "fp16"),
-    "train.export_format": ("diffusers", "kohya"), "train.export_dtype": ("bf16", "fp16", "fp32"),
+    "validation.solver": ("euler", "dpmpp_2m"), "train.export_format": ("diffusers", "kohya"), "train.export_dtype": ("bf16", "fp16", "fp32"),
 }
 RANGES = {  # key: (low, high, inclusive-low)
     "objective.df_ratio": (0, 1, True), "objective.clean_prefix_ratio": (0, 1, True),
@@ -102,6 +105,8 @@ RANGES = {  # key: (low, high, inclusive-low)
     "train.checkpoint_every": (1, None, True), "train.keep_checkpoints": (1, None, True),
     "train.log_every": (1, None, True), "validation.steps": (1, None, True), "data.text_len": (1, None, True),
     "objective.max_clean_frames": (0, None, True), "validation.every": (0, None, True),
+    "validation.step_size": (0, None, True), "validation.causal_block_size": (1, None, True),
+    "validation.shift": (0, None, False),
 }
 
 

@@ -1,36 +1,46 @@
-"""A small per-frame Euler flow sampler for validation samples (not the pack's DF sampler).
+"""Validation samples with the pack's own Diffusion Forcing sampler.
 
-Every latent frame follows its own sigma schedule (rows of `schedule`, [steps+1, F]); frames marked
-clean keep their given latent and are fed at timestep 0.
+The trainer samples exactly as the ComfyUI nodes do: the DF planner of `nodes/core` writes the
+per-frame noise levels (step size 0 = synchronous, as stock Euler; larger = staircase), and the one
+executor runs the plan over our DiT. Only the denoiser is specific to the trainer: the DiT predicts
+the flow velocity v = noise - x0 at per-frame timesteps, so x0 = x - sigma_f * v.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..nodes.core.df_schedule import DFSchedule, df_plan
+from ..nodes.core.executor import ExecutorOptions, execute_plan
+from ..nodes.core.plan import initial_latents
 from .objective import TIMESTEP_SCALE, shift_sigma
 
 
-def synchronous_schedule(steps: int, frames: int, shift: float) -> torch.Tensor:
-    """[steps+1, F]: Wan's shifted grid from 1 to 0, the same for every frame."""
-    u = torch.linspace(1, 0, steps + 1, dtype=torch.float64)
-    return shift_sigma(u, shift).float()[:, None].expand(-1, frames).clone()
+def base_sigmas(steps: int, shift: float) -> torch.Tensor:
+    """[steps + 1] Wan's shifted grid from 1 to 0 (ComfyUI's "simple" schedule with that shift)."""
+    return shift_sigma(torch.linspace(1, 0, steps + 1, dtype=torch.float64), shift)
+
+
+def dit_denoiser(model, frame_text=None, context=None):
+    """The executor's denoiser(x, sigma [N, L], frame_index [N, L]) -> x0 over a velocity DiT.
+
+    The DiT sees whole videos (our validation plans have one full-length window), so frame text
+    packed for the video routes by the same latent index."""
+    def denoise(x, sigma, frame_index):
+        frames = x.shape[2]
+        if not bool((frame_index == torch.arange(frames, device=frame_index.device)).all()):
+            raise ValueError("validation sampling runs whole videos; a windowed plan needs windowed frame text")
+        work = torch.promote_types(x.dtype, torch.float32)   # at least float32; float64 stays float64
+        sigma = sigma.to(x.device, work)
+        velocity = model(x, sigma * TIMESTEP_SCALE, context, frame_text=frame_text).to(work)
+        return (x.to(work) - sigma[:, None, :, None, None] * velocity).to(x.dtype)
+    return denoise
 
 
 @torch.no_grad()
-def euler_sample(model, noise: torch.Tensor, schedule: torch.Tensor, frame_text=None, context=None,
-                 clean: torch.Tensor | None = None, clean_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Integrate dx/dsigma = v from sigma = schedule[0] to schedule[-1], per frame."""
-    x = noise.clone()
-    batch, frames = noise.shape[0], noise.shape[2]
-    keep = torch.zeros(frames, dtype=torch.bool) if clean_mask is None else clean_mask.bool()
-    if keep.any():
-        x[:, :, keep] = clean[:, :, keep].to(x.dtype)
-    for row in range(schedule.shape[0] - 1):
-        sigma, sigma_next = schedule[row].clone(), schedule[row + 1].clone()
-        sigma[keep], sigma_next[keep] = 0.0, 0.0
-        t = (sigma * TIMESTEP_SCALE)[None].expand(batch, -1).to(x.device)
-        velocity = model(x, t, context, frame_text=frame_text).float()
-        step = (sigma_next - sigma).to(x.device)[None, None, :, None, None]
-        x = (x.float() + step * velocity).to(x.dtype)
-    return x
+def df_sample(model, noise: torch.Tensor, steps: int, shift: float, schedule: DFSchedule = DFSchedule(),
+              solver: str = "euler", frame_text=None, context=None) -> torch.Tensor:
+    """Sample latents [B, C, F, H, W] from `noise` with the pack's DF sampler (plan + executor)."""
+    plan = df_plan(base_sigmas(steps, shift), noise.shape[2], schedule)
+    start = initial_latents(plan, noise)
+    return execute_plan(plan, dit_denoiser(model, frame_text, context), start, ExecutorOptions(solver=solver))

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..kernels import PackedPrompts  # noqa: TID252 - package-relative
+from ..nodes.core.df_schedule import DFSchedule
 from .checkpoint import (
     latest_checkpoint,
     load_adapter_state,
@@ -36,7 +37,7 @@ from .distributed import (
 from .export import export_full, export_lora
 from .modeling import build_optimizer, build_scheduler, trainable_model, trainable_parameters
 from .objective import FrameNoise, frame_loss, noisy_input, sample_frame_noise, velocity_target
-from .sample import euler_sample, synchronous_schedule
+from .sample import df_sample
 
 
 class TrainingDiverged(RuntimeError):
@@ -314,7 +315,8 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------
     def validate(self) -> list[Path]:
-        """Euler samples for each validation caption file, saved as latents (main process)."""
+        """Samples for each validation caption file with the pack's DF sampler, saved as latents
+        (main process)."""
         acc, v = self.accelerator, self.config.validation
         written = []
         if acc.is_main_process and self.data.validation:
@@ -326,9 +328,9 @@ class Trainer:
                 frame_text = pack_batch_prompts(self.data, [record], self.config.data.text_len)
                 gen = torch.Generator().manual_seed(v.seed)
                 noise = torch.randn(1, model.config.in_dim, record["frames"], height, width, generator=gen)
-                schedule = synchronous_schedule(v.steps, record["frames"], v.shift)
                 with acc.autocast():
-                    latent = euler_sample(model, noise.to(acc.device), schedule, frame_text=frame_text)
+                    latent = df_sample(model, noise.to(acc.device), v.steps, v.shift,
+                                       DFSchedule(v.step_size, v.causal_block_size), v.solver, frame_text=frame_text)
                 path = Path(self.config.train.output_dir) / "samples" / f"step-{self.step:08d}" / f"{record['name']}.safetensors"
                 written.append(save_safetensors({"latent": latent.float().cpu()}, path))
         acc.wait_for_everyone()
