@@ -207,3 +207,29 @@ def test_automatic_windows_per_call_is_one_on_cpu_and_fills_free_memory_on_a_gpu
     per_window = base.memory_required(list(shape))
     monkeypatch.setattr(comfy.model_management, "get_free_memory", lambda device=None, *a, **k: 5.5 * per_window)
     assert auto_windows_per_batch(base, shape, torch.device("cuda", 0)) == 4   # 90% of 5.5 windows
+
+
+def test_pmwd_patch_logs_its_layout_before_sampling_and_stops_between_window_batches(setup, caplog):
+    import logging
+    comfy = cs.import_comfy()
+    model, _, contexts = setup
+    probe = pmwd_model(model, batch=1)
+    calls = []
+    original = probe.get_model_object("diffusion_model.forward")
+
+    def forward(*args, **kwargs):
+        calls.append(len(calls))
+        if len(calls) == 2:   # the user presses Cancel while the first step's windows run
+            comfy.model_management.interrupt_current_processing(True)
+        return original(*args, **kwargs)
+    probe.add_object_patch("diffusion_model.forward", forward)
+    with caplog.at_level(logging.INFO):
+        try:
+            with pytest.raises(comfy.model_management.InterruptProcessingException):
+                cs.sample(probe, torch.randn(1, 16, FRAMES, HEIGHT, WIDTH), cs.conditioning(contexts[0]),
+                          cs.conditioning(contexts[1]), steps=3, cfg=4.0)
+        finally:
+            comfy.model_management.interrupt_current_processing(False)
+    assert len(calls) == 2   # 3 windows, one per call: stopped before the third
+    layout = [r.getMessage() for r in caplog.records if "PMWD model patch" in r.getMessage()]
+    assert layout and "3 windows of 4 (starts 0 2 4" in layout[0]
