@@ -233,3 +233,41 @@ def test_pmwd_patch_logs_its_layout_before_sampling_and_stops_between_window_bat
     assert len(calls) == 2   # 3 windows, one per call: stopped before the third
     layout = [r.getMessage() for r in caplog.records if "PMWD model patch" in r.getMessage()]
     assert layout and "3 windows of 4 (starts 0 2 4" in layout[0]
+
+
+def test_pmwd_patch_gathers_per_latent_conditioning_and_repeats_the_rest_per_window():
+    """I2V-style inputs: c_concat [N, C, F, H, W] is cut per window at the same latents as x; text,
+    CLIP-vision features, frame text and the batch bookkeeping are repeated once per window."""
+    cs.import_comfy()
+    from comfyui_framelevel.nodes.comfy_adapter import (
+        FRAME_INDEX_OPTION,
+        FRAME_TIMESTEPS_OPTION,
+        FrameTextBatch,
+        _make_pmwd_apply_model,
+    )
+    from comfyui_framelevel.nodes.core.windows import PMWDOptions
+    rows, frames = 2, 8   # cond + uncond of one video
+    position = torch.arange(frames, dtype=torch.float32).view(1, 1, -1, 1, 1).expand(rows, 1, frames, 2, 2)
+    seen = []
+
+    def executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
+        seen.append((x.shape, t, c_crossattn, transformer_options, kwargs))
+        assert torch.equal(transformer_options[FRAME_INDEX_OPTION].float(), c_concat[:, 0, :, 0, 0])
+        return x + c_concat[:, :1]
+    executor.class_obj = None
+    wrapper = _make_pmwd_apply_model(PMWDOptions(window=4, num_windows=3), max_windows_per_batch=2)
+    text, clip_fea = torch.randn(rows, 5, 8), torch.randn(rows, 3, 6)
+    options = {"cond_or_uncond": [0, 1], "uuids": ["a", "b"], "sigmas": torch.tensor([0.5, 0.5]),
+               FRAME_TIMESTEPS_OPTION: torch.arange(frames, dtype=torch.float32).expand(1, frames) * 10}
+    out = wrapper(executor, torch.zeros(rows, 1, frames, 2, 2), torch.tensor([0.5, 0.5]), c_concat=position,
+                  c_crossattn=text, transformer_options=options, clip_fea=clip_fea,
+                  fl_frame_text=FrameTextBatch(["cond", "uncond"]))
+    assert torch.equal(out, position)          # every latent got the conditioning of its own index
+    assert [s[0][0] for s in seen] == [4, 2]    # 3 windows, at most 2 per call, rows window-major
+    assert [len(s[1]) for s in seen] == [4, 2]
+    shape, t, c_crossattn, transformer_options, kwargs = seen[0]
+    assert torch.equal(c_crossattn, torch.cat([text, text])) and torch.equal(kwargs["clip_fea"], torch.cat([clip_fea] * 2))
+    assert list(kwargs["fl_frame_text"]) == ["cond", "uncond", "cond", "uncond"]
+    assert transformer_options["cond_or_uncond"] == [0, 1, 0, 1] and len(transformer_options["uuids"]) == 4
+    assert transformer_options[FRAME_TIMESTEPS_OPTION][:, 0].tolist() == [0, 0, 20, 20]   # windows start 0, 2
+    assert transformer_options[FRAME_INDEX_OPTION][2].tolist() == [2, 3, 4, 5]
