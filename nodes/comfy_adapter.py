@@ -22,7 +22,7 @@ import torch
 from ..kernels import frame_cross_attention
 from .core.executor import ExecutorOptions, execute_plan, windows_per_batch
 from .core.frame_text import FrameText, frame_text_from_schedule, pack_frame_text
-from .core.fusion import WindowFusion, gather_windows
+from .core.fusion import WindowFusion, gather_window_columns, gather_windows
 from .core.per_frame_sigma import anchors_from_mask, per_frame_x0, progress_step, reference_sigmas
 from .core.plan import initial_latents, summarize_plan
 from .core.windows import PMWDOptions, pmwd_windows
@@ -374,20 +374,13 @@ def _window_value(value, rows: int, frames: int, windows):
     return _repeat_rows(value, len(windows))
 
 
-def _window_columns(per_frame, rows: int, windows):
-    """[n, F] per-frame data of the whole video -> [K*rows, W] rows of the windows, window-major."""
-    per_frame = per_frame.repeat(rows // per_frame.shape[0], 1)
-    return torch.cat([per_frame[:, list(w.frames)] for w in windows])
-
-
 def _window_transformer_options(transformer_options: dict, rows: int, frames: int, windows) -> dict:
     options = dict(transformer_options)
     index = options.get(FRAME_INDEX_OPTION)
-    if index is None:
-        index = torch.arange(frames).expand(rows, frames)
-    options[FRAME_INDEX_OPTION] = _window_columns(index, rows, windows)
+    options[FRAME_INDEX_OPTION] = gather_window_columns(torch.arange(frames) if index is None else index, rows,
+                                                        windows)
     if options.get(FRAME_TIMESTEPS_OPTION) is not None:
-        options[FRAME_TIMESTEPS_OPTION] = _window_columns(options[FRAME_TIMESTEPS_OPTION], rows, windows)
+        options[FRAME_TIMESTEPS_OPTION] = gather_window_columns(options[FRAME_TIMESTEPS_OPTION], rows, windows)
     for key in ("cond_or_uncond", "uuids"):
         if isinstance(options.get(key), list):
             options[key] = options[key] * len(windows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from comfyui_framelevel.nodes.core.sigmas import flow_shift
 from comfyui_framelevel.training.objective import (
     FrameNoise,
     NoiseConfig,
@@ -10,7 +11,6 @@ from comfyui_framelevel.training.objective import (
     frame_loss,
     noisy_input,
     sample_frame_noise,
-    shift_sigma,
     velocity_target,
 )
 from hypothesis import given, settings
@@ -71,7 +71,7 @@ def test_df_ratio_is_respected_on_average_and_same_generator_same_sample():
 
 def test_shift_is_monotone_and_fixes_the_ends():
     u = torch.linspace(0, 1, 101, dtype=torch.float64)
-    sigma = shift_sigma(u, 3.0)
+    sigma = flow_shift(u, 3.0)
     assert sigma[0] == 0 and sigma[-1] == 1 and (sigma[1:] > sigma[:-1]).all() and (sigma >= u).all()
 
 

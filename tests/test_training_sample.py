@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 from comfyui_framelevel.nodes.core.df_schedule import DFSchedule
+from comfyui_framelevel.nodes.core.sigmas import flow_sigmas
 from comfyui_framelevel.training.config import ConfigError, config_from_dict
-from comfyui_framelevel.training.sample import base_sigmas, df_sample
+from comfyui_framelevel.training.sample import df_sample
 from comfyui_framelevel.training.testing import prepare_tiny_run
 from comfyui_framelevel.training.train import Trainer
 from safetensors.torch import load_file
@@ -46,7 +47,7 @@ def test_an_oracle_model_is_sampled_to_its_clean_video(step_size, solver):
 def test_synchronous_df_equals_euler_integration_in_float64():
     noise = torch.randn(1, 4, 5, 2, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     model = LinearVelocity()
-    sigmas = base_sigmas(8, 3.0)
+    sigmas = flow_sigmas(8, 3.0)
     x = noise.clone()
     for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):   # dx/dsigma = v, plain Euler
         t = torch.full((1, 5), float(s) * 1000.0, dtype=torch.float64)

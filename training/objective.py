@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..nodes.core.sigmas import flow_shift
+
 TIMESTEP_SCALE = 1000.0
 _EDGE = 1e-6  # keeps a sampled u strictly inside (0, 1)
 
@@ -48,11 +50,6 @@ class FrameNoise:
     @property
     def timesteps(self) -> torch.Tensor:
         return self.sigma * TIMESTEP_SCALE
-
-
-def shift_sigma(u: torch.Tensor, shift: float) -> torch.Tensor:
-    """Wan/SD3 time shift; monotone, maps 0 -> 0 and 1 -> 1, pushes mass toward noise for shift > 1."""
-    return shift * u / (1 + (shift - 1) * u)
 
 
 def sample_base_u(count: int, config: NoiseConfig, generator: torch.Generator) -> torch.Tensor:
@@ -106,7 +103,7 @@ def sample_frame_noise(batch: int, frames: int, config: NoiseConfig,
     us, flags, masks, sigmas = [], [], [], []
     for generator in generators:
         u, is_df, clean = sample_item_u(frames, config, generator)
-        sigma = shift_sigma(u, config.shift)
+        sigma = flow_shift(u, config.shift)   # the samplers' time shift (nodes/core/sigmas.py)
         sigma[:clean] = 0.0
         us.append(u)
         flags.append(is_df)

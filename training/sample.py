@@ -13,12 +13,8 @@ import torch
 from ..nodes.core.df_schedule import DFSchedule, df_plan
 from ..nodes.core.executor import ExecutorOptions, execute_plan
 from ..nodes.core.plan import initial_latents
-from .objective import TIMESTEP_SCALE, shift_sigma
-
-
-def base_sigmas(steps: int, shift: float) -> torch.Tensor:
-    """[steps + 1] Wan's shifted grid from 1 to 0 (ComfyUI's "simple" schedule with that shift)."""
-    return shift_sigma(torch.linspace(1, 0, steps + 1, dtype=torch.float64), shift)
+from ..nodes.core.sigmas import flow_sigmas
+from .objective import TIMESTEP_SCALE
 
 
 def dit_denoiser(model, frame_text=None, context=None):
@@ -41,6 +37,6 @@ def dit_denoiser(model, frame_text=None, context=None):
 def df_sample(model, noise: torch.Tensor, steps: int, shift: float, schedule: DFSchedule = DFSchedule(),
               solver: str = "euler", frame_text=None, context=None) -> torch.Tensor:
     """Sample latents [B, C, F, H, W] from `noise` with the pack's DF sampler (plan + executor)."""
-    plan = df_plan(base_sigmas(steps, shift), noise.shape[2], schedule)
+    plan = df_plan(flow_sigmas(steps, shift), noise.shape[2], schedule)
     start = initial_latents(plan, noise)
     return execute_plan(plan, dit_denoiser(model, frame_text, context), start, ExecutorOptions(solver=solver))

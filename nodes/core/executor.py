@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .fusion import WindowFusion, frame_tensor, gather_windows
+from .fusion import WindowFusion, gather_window_columns, gather_windows
 from .plan import Plan, Window, window_batches, with_condition_sigma
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -97,8 +97,8 @@ def _evaluate_batch(windows: list[Window], denoiser: Denoiser, model_x: torch.Te
                     sigma: torch.Tensor) -> torch.Tensor:
     batch = model_x.shape[0]
     x_in = gather_windows(model_x, windows)
-    sigmas = torch.cat([sigma[list(w.frames)].to(_sigma_dtype(model_x)).expand(batch, -1) for w in windows])
-    indices = torch.cat([frame_tensor(w).expand(batch, -1) for w in windows])
+    sigmas = gather_window_columns(sigma.to(_sigma_dtype(model_x)), batch, windows)
+    indices = gather_window_columns(torch.arange(sigma.shape[0]), batch, windows)
     out = denoiser(x_in, sigmas.to(model_x.device), indices.to(model_x.device))
     if out.shape != x_in.shape:
         raise ValueError(f"denoiser returned shape {tuple(out.shape)} for input {tuple(x_in.shape)}; "

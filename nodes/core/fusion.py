@@ -33,6 +33,14 @@ def gather_windows(x: torch.Tensor, windows: Sequence[Window]) -> torch.Tensor:
     return torch.cat([x.index_select(FRAME_DIM, frame_tensor(w, x.device)) for w in windows])
 
 
+def gather_window_columns(per_frame: torch.Tensor, rows: int, windows: Sequence[Window]) -> torch.Tensor:
+    """Per-frame data of the whole video, [n, F] with n dividing ``rows`` (or [F]), as the rows of
+    the stacked windows: [K*rows, W], window-major like :func:`gather_windows`."""
+    per_frame = per_frame.reshape(-1, per_frame.shape[-1])
+    per_frame = per_frame.repeat(rows // per_frame.shape[0], 1)
+    return torch.cat([per_frame[:, frame_tensor(w, per_frame.device)] for w in windows])
+
+
 class WindowFusion:
     """Accumulates window predictions for a video shaped like ``like`` ([B, C, F, H, W]).
 
