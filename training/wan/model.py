@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ...kernels import PackedPrompts, frame_cross_attention  # noqa: TID252 - package-relative by design
+from ...kernels import PackedPrompts  # noqa: TID252 - package-relative by design
+from ...kernels.processor import image_attention, routed_cross_attention  # noqa: TID252
 from .config import CLIP_DIM, WanConfig, strip_prefix
 from .layers import apply_rope, gated_residual, modulate, rope_table, sinusoidal_embedding
 
@@ -63,30 +65,16 @@ class CrossAttention(SelfAttention):
             self.norm_k_img = nn.RMSNorm(dim, eps=eps) if qk_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor, context: CrossContext) -> torch.Tensor:
-        q = self.norm_q(self.q(x))
+        attend_heads = partial(attend, heads=self.heads)
         if context.packed is not None:
-            out = self._frame_level(q, context)
-        else:
-            out = attend(q, self.norm_k(self.k(context.text)), self.v(context.text), self.heads)
+            return routed_cross_attention(self, x, context.packed, heads=self.heads,
+                                          tokens_per_frame=context.tokens_per_frame,
+                                          image_tokens=context.image, attend=attend_heads)
+        q = self.norm_q(self.q(x))
+        out = attend(q, self.norm_k(self.k(context.text)), self.v(context.text), self.heads)
         if context.image is not None:
-            k_img = self.norm_k_img(self.k_img(context.image))
-            out = out + attend(q, k_img, self.v_img(context.image), self.heads)
+            out = out + image_attention(self, q, context.image, attend_heads)
         return self.o(out)
-
-    def _frame_level(self, q: torch.Tensor, context: CrossContext) -> torch.Tensor:
-        packed = context.packed
-        k = self.norm_k(self.k(packed.rows))  # once per block over the distinct prompts' rows
-        v = self.v(packed.rows)
-        q, k, v = _common_dtype(q, k, v)
-        return frame_cross_attention(q, k, v, packed.frame_prompt, packed.seg_start, packed.seg_len,
-                                     heads=self.heads, tokens_per_frame=context.tokens_per_frame,
-                                     key_bias=packed.key_bias)
-
-
-def _common_dtype(*tensors):
-    dtype = torch.promote_types(tensors[0].dtype, tensors[1].dtype) if torch.is_autocast_enabled() \
-        else tensors[0].dtype
-    return tuple(t.to(dtype) for t in tensors)
 
 
 class WanBlock(nn.Module):
