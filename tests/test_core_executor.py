@@ -162,10 +162,10 @@ def test_condition_sigma_renoises_anchors_but_keeps_them():
         assert (x_in[:, :, 0] - start[:, :, 0]).abs().max() < 1.0
     assert torch.equal(out[:, :, 0], start[:, :, 0])
     assert "condition_sigma=0.05" in summarize_plan(plan)
-    # the executor setting does the same to a plain plan
-    plain = df_plan(flow_sigmas(3), SHAPE[2], DFSchedule(0.0, anchors=(0,)))
+    # the DF planner's condition_sigma setting writes the same plan
+    planned = df_plan(flow_sigmas(3), SHAPE[2], DFSchedule(0.0, anchors=(0,)), condition_sigma=0.05)
     den2 = ConstantDenoiser(noise(1))
-    out2 = execute_plan(plain, den2, initial_latents(plain, noise(0), start), ExecutorOptions(condition_sigma=0.05))
+    out2 = execute_plan(planned, den2, initial_latents(planned, noise(0), start))
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[2], b[2]) for a, b in zip(den.seen, den2.seen, strict=True))
     assert torch.equal(out2, out)
 
@@ -207,3 +207,15 @@ def test_windows_per_batch_helper():
     assert windows_per_batch(10_000, 1_000, limit=4) == 4
     with pytest.raises(ValueError, match="bytes_per_window"):
         windows_per_batch(10, 0)
+
+
+def test_solver_registry_is_what_the_nodes_offer():
+    from comfyui_framelevel.nodes.core.executor import SOLVERS, make_solver
+    from comfyui_framelevel.nodes.df_nodes import FrameLevelDiffusionForcingSampler
+    from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDSampler
+    for node in (FrameLevelDiffusionForcingSampler, FrameLevelPMWDSampler):
+        assert node.INPUT_TYPES()["required"]["solver"][0] == list(SOLVERS)
+    x = torch.zeros(1, 1, 3, 1, 1)
+    assert {type(make_solver(name, x)) for name in SOLVERS} == set(SOLVERS.values())
+    with pytest.raises(ValueError, match="solver must be one of euler, dpmpp_2m, got 'heun'"):
+        make_solver("heun", x)

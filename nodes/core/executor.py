@@ -15,8 +15,9 @@ latent seen by several windows as a weighted mean, and steps every latent whose 
 from its own sigma to its own next sigma. Latents whose level does not change are left untouched,
 so anchors come back bit-identical.
 
-Solvers (both exact per frame: a latent's update depends only on its own sigmas and its own
-predictions, so latents on different clocks never mix):
+Solvers, registered by name in :data:`SOLVERS` (k-diffusion style: the nodes' solver choices are
+its keys). Each is exact per frame: a latent's update depends only on its own sigmas and its own
+predictions, so latents on different clocks never mix:
 
 * ``euler``: flow-matching Euler ``x' = x + v (s' - s)``, with ``v = (x - x0) / s``, written as
   ``x' = x0 + (s' / s) (x - x0)`` which is the same number but returns x0 exactly at s' = 0.
@@ -36,28 +37,23 @@ from dataclasses import dataclass
 
 import torch
 
-from .fusion import WindowFusion, gather_window_columns, gather_windows
-from .plan import Plan, Window, window_batches, with_condition_sigma
+from .fusion import evaluate_windows, gather_window_columns, gather_windows
+from .plan import Plan, Window
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 ProgressCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
 
-SOLVERS = ("euler", "dpmpp_2m")
 
 
 @dataclass(frozen=True)
 class ExecutorOptions:
-    """solver: "euler" or "dpmpp_2m". max_windows_per_batch: windows stacked per denoiser call
+    """solver: a name in :data:`SOLVERS`. max_windows_per_batch: windows stacked per denoiser call
     (0 = all windows of one length in one call; see :func:`windows_per_batch`). noise_seed: seed
-    of the fresh noise used to re-noise conditioning latents (plan.condition_sigmas).
-    condition_sigma: if > 0, show the plan's anchors to the model re-noised to this level
-    (SkyReels' addnoise_condition / 1000, e.g. 0.02); same as running
-    ``plan.with_condition_sigma(plan, condition_sigma)`` first. 0 = as the plan says."""
+    of the fresh noise used to re-noise conditioning latents (plan.condition_sigmas)."""
 
     solver: str = "euler"
     max_windows_per_batch: int = 0
     noise_seed: int = 0
-    condition_sigma: float = 0.0
 
 
 def windows_per_batch(free_bytes: int, bytes_per_window: int, reserve_fraction: float = 0.1,
@@ -109,21 +105,15 @@ def _evaluate_batch(windows: list[Window], denoiser: Denoiser, model_x: torch.Te
 def fused_prediction(plan: Plan, iteration: int, denoiser: Denoiser, model_x: torch.Tensor,
                      sigma: torch.Tensor, options: ExecutorOptions,
                      interrupt_check: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted mean of the window predictions per latent (:class:`.fusion.WindowFusion`).
+    """Weighted mean of the window predictions per latent (:func:`.fusion.evaluate_windows`).
     Returns (x0 [B, C, F, H, W], written bool [F]); a latent written by exactly one window gets
     that prediction bit-exactly; latents written by no window keep the model input (only previews
     ever look at them)."""
-    windows = plan.windows[iteration]
-    batch = model_x.shape[0]
-    fusion = WindowFusion(model_x)
-    for positions in window_batches(windows, options.max_windows_per_batch):
-        if interrupt_check is not None:
-            interrupt_check()
-        group = [windows[p] for p in positions]
-        out = _evaluate_batch(group, denoiser, model_x, sigma)
-        for k, w in enumerate(group):
-            fusion.add(w, out[k * batch:(k + 1) * batch])
-    return fusion.result()
+    def evaluate(group: list[Window]) -> torch.Tensor:
+        return _evaluate_batch(group, denoiser, model_x, sigma)
+
+    return evaluate_windows(model_x, plan.windows[iteration], options.max_windows_per_batch, evaluate,
+                            interrupt_check)
 
 
 def _euler_step(x, x0, s, s_next):
@@ -139,8 +129,19 @@ def _log_snr(s: torch.Tensor) -> torch.Tensor:
     return torch.log1p(-s) - torch.log(s)
 
 
-class _MultistepHistory:
-    """Per-latent memory of DPM-Solver++(2M): last prediction and the lambda it was made at."""
+class EulerSolver:
+    """Flow-matching Euler per frame; keeps no state."""
+
+    def __init__(self, x: torch.Tensor):
+        pass
+
+    def step(self, x, x0, frames, s, s_next):
+        """Move the latents ``x`` [B, C, n, H, W] of global ``frames`` [n] from sigmas s to s_next."""
+        return _euler_step(x, x0, s, s_next)
+
+
+class DPMPP2MSolver:
+    """DPM-Solver++(2M) per frame: each latent remembers its last prediction and its lambda."""
 
     def __init__(self, x: torch.Tensor):
         self.work = torch.promote_types(x.dtype, torch.float32)
@@ -162,6 +163,16 @@ class _MultistepHistory:
         return _euler_step(x, corrected, s, s_next)
 
 
+# name -> solver class, built with the whole video's latents [B, C, F, H, W] at the start of a run
+SOLVERS: dict[str, type] = {"euler": EulerSolver, "dpmpp_2m": DPMPP2MSolver}
+
+
+def make_solver(name: str, x: torch.Tensor):
+    if name not in SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {name!r}")
+    return SOLVERS[name](x)
+
+
 def execute_plan(plan: Plan, denoiser: Denoiser, x: torch.Tensor, options: ExecutorOptions = ExecutorOptions(),
                  callback: ProgressCallback | None = None,
                  interrupt_check: Callable[[], None] | None = None) -> torch.Tensor:
@@ -173,15 +184,11 @@ def execute_plan(plan: Plan, denoiser: Denoiser, x: torch.Tensor, options: Execu
         prediction (for progress bars and previews).
     interrupt_check(): called before every denoiser call; raise from it to cancel.
     """
-    if options.solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {options.solver!r}")
     if x.ndim != 5 or x.shape[2] != plan.num_frames:
         raise ValueError(f"x must be [B, C, {plan.num_frames}, H, W] for this plan, got {tuple(x.shape)}")
-    if options.condition_sigma:
-        plan = with_condition_sigma(plan, options.condition_sigma)
     x = x.clone()
     generator = torch.Generator().manual_seed(options.noise_seed)
-    history = _MultistepHistory(x) if options.solver == "dpmpp_2m" else None
+    solver = make_solver(options.solver, x)
     total = plan.num_iterations
     for i in range(total):
         model_x, sigma = _model_input(plan, i, x, generator)
@@ -190,10 +197,7 @@ def execute_plan(plan: Plan, denoiser: Denoiser, x: torch.Tensor, options: Execu
         if frames.numel():
             s, s_next = plan.sigmas[i, frames], plan.sigmas[i + 1, frames]
             dev = frames.to(x.device)
-            if history is None:
-                x[:, :, dev] = _euler_step(x[:, :, dev], x0[:, :, dev], s, s_next)
-            else:
-                x[:, :, dev] = history.step(x[:, :, dev], x0[:, :, dev], frames, s, s_next)
+            x[:, :, dev] = solver.step(x[:, :, dev], x0[:, :, dev], frames, s, s_next)
         if callback is not None:
             callback(i, total, x, x0)
     return x

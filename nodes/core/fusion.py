@@ -1,8 +1,9 @@
 """Windows in, one video out: gather the latents of several windows into one batch, and fuse the
 windows' predictions back into a prediction for every latent.
 
-Both the plan executor (our samplers) and the PMWD model patch (stock samplers) use these, so a
-latent seen by several windows is averaged the same way everywhere:
+Both the plan executor (our samplers) and the PMWD model patch (stock samplers) run their windows
+through :func:`evaluate_windows`, so windows are batched, evaluated and averaged the same way
+everywhere:
 
     fused[f] = sum_k w_k(f) * pred_k(f) / sum_k w_k(f)      over the windows k that write f
 
@@ -13,11 +14,11 @@ dimension 2.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from .plan import Window
+from .plan import Window, window_batches
 
 FRAME_DIM = 2
 
@@ -102,3 +103,28 @@ class WindowFusion:
             self.fused.index_copy_(FRAME_DIM, index, (self.acc.index_select(FRAME_DIM, index) / norm)
                                    .to(self.fused.dtype))
         return self.fused, self.writers > 0
+
+
+# evaluate(group of windows) -> predictions [len(group) * B, C, W, H, W], window-major
+EvaluateGroup = Callable[[list[Window]], torch.Tensor]
+
+
+def evaluate_windows(like: torch.Tensor, windows: Sequence[Window], max_windows_per_batch: int,
+                     evaluate: EvaluateGroup,
+                     interrupt_check: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one window loop: evaluate ``windows`` in calls of equal-length windows (at most
+    ``max_windows_per_batch`` per call, 0 = no limit) and fuse their predictions into a video
+    shaped like ``like`` ([B, C, F, H, W]). Returns :meth:`WindowFusion.result`'s (fused, written).
+    ``interrupt_check`` runs before every call (raise from it to cancel)."""
+    rows = like.shape[0]
+    fusion = WindowFusion(like)
+    for positions in window_batches(windows, max_windows_per_batch):
+        if interrupt_check is not None:
+            interrupt_check()
+        group = [windows[p] for p in positions]
+        out = evaluate(group)
+        if out.shape[0] != len(group) * rows:
+            raise ValueError(f"{len(group)} windows of {rows} rows gave {out.shape[0]} prediction rows")
+        for k, window in enumerate(group):
+            fusion.add(window, out[k * rows:(k + 1) * rows])
+    return fusion.result()
