@@ -19,19 +19,37 @@ import comfy.samplers
 import comfy.utils
 import torch
 
-from ..kernels import frame_cross_attention
+from ..kernels.processor import routed_cross_attention
 from .core.executor import ExecutorOptions, execute_plan, windows_per_batch
-from .core.frame_text import FrameText, frame_text_from_schedule, pack_frame_text
-from .core.fusion import WindowFusion, gather_window_columns, gather_windows
-from .core.per_frame_sigma import anchors_from_mask, per_frame_x0, progress_step, reference_sigmas
+from .core.frame_text import frame_text_from_schedule, pack_frame_text
+from .core.fusion import evaluate_windows, gather_windows
+from .core.per_frame_sigma import anchors_from_mask, per_frame_x0, reference_sigmas
 from .core.plan import initial_latents, summarize_plan
 from .core.windows import PMWDOptions, pmwd_windows
+from .model_calls import (
+    FRAME_INDEX_OPTION,  # noqa: F401 - re-exported for node developers and tests
+    FRAME_TEXT_KEY,
+    FRAME_TIMESTEPS_OPTION,  # noqa: F401
+    PACKED_TEXT_OPTION,
+    CONDFrameText,
+    call_frames,
+    call_timesteps,
+    check_pmwd_call,
+    check_pmwd_layout,
+    describe_patch,
+    foreign_patch,
+    frame_text_rows,
+    mark_ours,
+    options_for_call,
+    progress_reporter,
+    reaches_ours,
+    repeat_rows,
+    tokens_per_frame,
+    window_transformer_options,
+    window_value,
+)
 from .validation import FrameLevelInputError
 
-FRAME_TEXT_KEY = "fl_frame_text"          # cond-dict key set by FrameLevelTextEncode
-PACKED_TEXT_OPTION = "fl_packed_text"      # per-call transformer_options key read by the attention
-FRAME_TIMESTEPS_OPTION = "fl_frame_timesteps"  # [N, L] per-frame timesteps set by our samplers
-FRAME_INDEX_OPTION = "fl_frame_index"      # [N, L] global latent index of each frame (our samplers)
 PATCH_KEY = "framelevel"                   # key of our wrappers on a ModelPatcher
 TIMESTEP_WRAPPER_KEY = "framelevel_timesteps"
 PMWD_PATCH_KEY = "framelevel_pmwd"         # key of the PMWD model patch's wrappers
@@ -69,101 +87,21 @@ def is_frame_level_patched(model_patcher) -> bool:
 # Per-frame text through the cond machinery
 
 
-class CONDFrameText:
-    """Cond item holding one `FrameText` per batch row; batches with any other CONDFrameText."""
-
-    def __init__(self, rows: list[FrameText]):
-        self.rows = rows
-
-    def _copy_with(self, rows):
-        return CONDFrameText(rows)
-
-    def process_cond(self, batch_size, **kwargs):
-        if batch_size % len(self.rows):
-            raise ValueError(f"cannot repeat {len(self.rows)} frame-text rows to batch {batch_size}")
-        return CONDFrameText(self.rows * (batch_size // len(self.rows)))
-
-    def can_concat(self, other):
-        return isinstance(other, CONDFrameText)
-
-    def concat(self, others):
-        rows = list(self.rows)
-        for other in others:
-            rows.extend(other.rows)
-        return FrameTextBatch(rows)
-
-    def size(self):
-        return [len(self.rows)]
-
-
-class FrameTextBatch(list):
-    """The concatenated frame text of one model call (one FrameText per batch row).
-
-    A list subclass so BaseModel._apply_model passes it through; its items are not tensors."""
-
-
-def _frame_text_rows(kwargs) -> list[FrameText] | None:
-    """Frame text of one conditioning entry: its own, or its ordinary prompt on every frame."""
-    noise = kwargs.get("noise")
-    frames = noise.shape[2] if noise is not None and noise.ndim == 5 else None
-    frame_text = kwargs.get(FRAME_TEXT_KEY)
-    if frame_text is not None:
-        if frames is None:
-            return [frame_text]
-        try:
-            return [frame_text.fitted(frames)]
-        except ValueError as err:
-            raise FrameLevelInputError("positive/negative (frame prompts)", frame_text.latent_frames,
-                                       str(err).split(". Fix:")[0],
-                                       "match FrameLevelPromptSchedule's length to the latent's length") from None
-    cross_attn = kwargs.get("cross_attn")
-    if cross_attn is None or frames is None:
-        return None
-    return [FrameText.single(cross_attn[i], frames) for i in range(cross_attn.shape[0])]
-
-
 def _make_extra_conds(previous):
     def extra_conds(**kwargs):
         out = previous(**kwargs)
-        rows = _frame_text_rows(kwargs)
+        rows = frame_text_rows(kwargs)
         if rows is not None:
             out[FRAME_TEXT_KEY] = CONDFrameText(rows)
         return out
     return extra_conds
 
 
-def _window_frames(transformer_options, frames: int):
-    """Global latent indices of the frames in this call: [N, L] from our samplers, else a ComfyUI
-    context window's index list, else all frames."""
-    window = transformer_options.get("context_window")
-    index = transformer_options.get(FRAME_INDEX_OPTION)
-    if index is not None:
-        return index[:, window.index_list] if _window_slices(window, index.shape[1], frames) else index
-    if window is not None and window.dim == 2:
-        return list(window.index_list)
-    return list(range(frames))
-
-
-def _window_slices(window, columns: int, frames: int) -> bool:
-    """True when a ComfyUI context window must still be applied to full-length per-frame data."""
-    return window is not None and window.dim == 2 and columns != frames
-
-
 def _frame_timestep_wrapper(executor, x, timestep, context, clip_fea=None, time_dim_concat=None,
                             transformer_options=None, **kwargs):
     """DIFFUSION_MODEL wrapper of our samplers: the model sees each frame's own timestep [B, F]."""
     transformer_options = transformer_options if transformer_options is not None else {}
-    per_frame = transformer_options.get(FRAME_TIMESTEPS_OPTION)
-    if per_frame is not None:
-        window = transformer_options.get("context_window")
-        if _window_slices(window, per_frame.shape[1], x.shape[2]):
-            per_frame = per_frame[:, window.index_list]
-        if per_frame.shape[1] != x.shape[2] or x.shape[0] % per_frame.shape[0]:
-            raise RuntimeError(f"per-frame timesteps {tuple(per_frame.shape)} do not fit the model input "
-                               f"{tuple(x.shape)}")
-        timestep = per_frame.to(device=x.device, dtype=timestep.dtype).repeat(x.shape[0] // per_frame.shape[0], 1)
-        if bool((timestep == timestep[:, :1]).all()):
-            timestep = timestep[:, 0]   # every frame of a row at one level: Wan's cheaper [B] path, same result
+    timestep = call_timesteps(transformer_options, x, timestep)
     return executor(x, timestep, context, clip_fea, time_dim_concat, transformer_options, **kwargs)
 
 
@@ -180,15 +118,13 @@ def _frame_text_wrapper(executor, x, timestep, context, clip_fea=None, time_dim_
     if len(rows) != x.shape[0]:
         raise RuntimeError(f"frame text has {len(rows)} rows for a batch of {x.shape[0]}")
     diffusion_model = executor.class_obj
-    packed = pack_frame_text(rows, _window_frames(transformer_options, x.shape[2]))
+    packed = pack_frame_text(rows, call_frames(transformer_options, x.shape[2]))
     dtype = context.dtype if context is not None else x.dtype
     embedded = diffusion_model.text_embedding(packed.rows.to(device=x.device, dtype=dtype))
     packed = type(packed)(embedded, packed.seg_start.to(x.device), packed.seg_len.to(x.device),
                           packed.key_bias.to(x.device), packed.frame_prompt.to(x.device))
-    patch = diffusion_model.patch_size
-    tokens_per_frame = (-(-x.shape[3] // patch[1])) * (-(-x.shape[4] // patch[2]))
     options = dict(transformer_options)
-    options[PACKED_TEXT_OPTION] = (packed, tokens_per_frame)
+    options[PACKED_TEXT_OPTION] = (packed, tokens_per_frame(x, diffusion_model.patch_size))
     return executor(x, timestep, context, clip_fea, time_dim_concat, options, **kwargs)
 
 
@@ -204,36 +140,69 @@ def _make_cross_attention_forward(previous_forward):
             if context_img_len is not None:
                 kwargs["context_img_len"] = context_img_len
             return previous_forward(x, context, transformer_options=transformer_options, **kwargs)
-        packed, tokens_per_frame = routed
-        q = self.norm_q(self.q(x))
-        k = self.norm_k(self.k(packed.rows))
-        v = self.v(packed.rows)
-        out = frame_cross_attention(q, k, v, packed.frame_prompt, packed.seg_start, packed.seg_len,
-                                    heads=self.num_heads, tokens_per_frame=tokens_per_frame,
-                                    key_bias=packed.key_bias)
-        if context_img_len:  # I2V: CLIP image tokens stay global, exactly as Wan attends to them
-            context_img = context[:, :context_img_len]
-            k_img = self.norm_k_img(self.k_img(context_img))
-            v_img = self.v_img(context_img)
-            out = out + wan_model.optimized_attention(q, k_img, v_img, heads=self.num_heads,
-                                                      transformer_options=transformer_options)
-        return self.o(out)
-    return forward
+        packed, per_frame = routed
+        image_tokens = context[:, :context_img_len] if context_img_len else None  # I2V: stay global
+
+        def attend(q, k, v):
+            return wan_model.optimized_attention(q, k, v, heads=self.num_heads,
+                                                 transformer_options=transformer_options)
+        return routed_cross_attention(self, x, packed, heads=self.num_heads, tokens_per_frame=per_frame,
+                                      image_tokens=image_tokens, attend=attend)
+    return mark_ours(forward)
+
+
+def _cross_attention_names(diffusion_model) -> list[str]:
+    return [f"diffusion_model.blocks.{i}.cross_attn.forward" for i in range(len(diffusion_model.blocks))]
+
+
+def _refuse_foreign_cross_attention(model_patcher, names) -> None:
+    """Another pack's cross-attention patch under ours would be bypassed for routed frames."""
+    for name in names:
+        existing = model_patcher.object_patches.get(name)
+        if existing is not None and not reaches_ours(existing):
+            raise FrameLevelInputError(
+                "model", describe_patch(existing),
+                f"{name} is already patched by {describe_patch(existing)}; FrameLevelCrossAttention replaces "
+                "cross-attention for frame-level prompts and would bypass that patch",
+                "apply FrameLevelCrossAttention first and the other patch after it (if it wraps the forward "
+                "it finds, both work), or remove one of the two")
+
+
+def _check_patches_before_sampling(names):
+    """OUTER_SAMPLE wrapper: every object patch we installed is still ours or wraps ours."""
+    def outer_sample(executor, *args, **kwargs):
+        found = foreign_patch(executor.class_obj.model_patcher.object_patches, names)
+        if found is not None:
+            name, patch = found
+            raise FrameLevelInputError(
+                "model", describe_patch(patch),
+                f"{name} of the frame-level patched model was replaced by {describe_patch(patch)}, which does not "
+                "call FrameLevelCrossAttention's patch, so frame-level prompts would be silently lost",
+                "apply the other patch before FrameLevelCrossAttention, or use a version of it that wraps the "
+                "forward it finds (model.get_model_object)")
+        return executor(*args, **kwargs)
+    return outer_sample
 
 
 def apply_frame_level_cross_attention(model_patcher):
-    """A clone of `model_patcher` whose Wan cross-attention routes each latent frame to its prompt."""
+    """A clone of `model_patcher` whose Wan cross-attention routes each latent frame to its prompt.
+
+    Another pack's object patch of the same cross-attention is refused here (ours would bypass
+    it); one applied after ours must wrap ours, or sampling stops before the first step."""
     diffusion_model = wan_diffusion_model(model_patcher)
     patched = model_patcher.clone()
     if is_frame_level_patched(patched):
         return patched
-    patched.add_object_patch("extra_conds", _make_extra_conds(patched.get_model_object("extra_conds")))
-    for i, block in enumerate(diffusion_model.blocks):
-        name = f"diffusion_model.blocks.{i}.cross_attn.forward"
+    names = _cross_attention_names(diffusion_model)
+    _refuse_foreign_cross_attention(patched, names)
+    patched.add_object_patch("extra_conds", mark_ours(_make_extra_conds(patched.get_model_object("extra_conds"))))
+    for name, block in zip(names, diffusion_model.blocks):
         forward = _make_cross_attention_forward(patched.get_model_object(name))
         patched.add_object_patch(name, types.MethodType(forward, block.cross_attn))
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, PATCH_KEY,
                                  _frame_text_wrapper)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, PATCH_KEY,
+                                 _check_patches_before_sampling(["extra_conds", *names]))
     return patched
 
 
@@ -254,29 +223,8 @@ def encode_frame_text(clip, schedule) -> list:
     return [[first, {"pooled_output": None, FRAME_TEXT_KEY: frame_text}]]
 
 
-def conditioning_frame_text(conditioning) -> FrameText | None:
-    for _, values in conditioning:
-        if FRAME_TEXT_KEY in values:
-            return values[FRAME_TEXT_KEY]
-    return None
-
-
 # ------------------------------------------------------------------------------------------------
 # Samplers: any plan of the pure core, run through ComfyUI's guider (CFG, LoRA, patches, previews)
-
-
-def _options_for_call(model_options: dict, timesteps: torch.Tensor, frame_index: torch.Tensor) -> dict:
-    """A copy of the run's model_options that adds our timestep wrapper and per-frame data."""
-    options = dict(model_options)
-    transformer_options = dict(options.get("transformer_options", {}))
-    wrappers = {kind: dict(entries) for kind, entries in transformer_options.get("wrappers", {}).items()}
-    diffusion_wrappers = wrappers.setdefault(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, {})
-    diffusion_wrappers[TIMESTEP_WRAPPER_KEY] = [_frame_timestep_wrapper]
-    transformer_options["wrappers"] = wrappers
-    transformer_options[FRAME_TIMESTEPS_OPTION] = timesteps
-    transformer_options[FRAME_INDEX_OPTION] = frame_index
-    options["transformer_options"] = transformer_options
-    return options
 
 
 def comfy_denoiser(model, extra_args: dict):
@@ -287,21 +235,13 @@ def comfy_denoiser(model, extra_args: dict):
         sigma = sigma.to(x.device)
         sigma_ref = reference_sigmas(sigma)
         args = dict(extra_args)
-        args["model_options"] = _options_for_call(extra_args.get("model_options", {}),
-                                                  model_sampling.timestep(sigma).float(), frame_index)
+        args["model_options"] = options_for_call(extra_args.get("model_options", {}),
+                                                 model_sampling.timestep(sigma).float(), frame_index,
+                                                 comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
+                                                 TIMESTEP_WRAPPER_KEY, _frame_timestep_wrapper)
         denoised = model(x, sigma_ref.to(x.dtype), **args)
         return per_frame_x0(x, denoised, sigma, sigma_ref)
     return denoise
-
-
-def _progress(callback, steps: int):
-    if callback is None:
-        return None
-
-    def report(iteration, iterations, x, x0):
-        callback({"x": x, "i": progress_step(iteration, iterations, steps), "sigma": None,
-                  "sigma_hat": None, "denoised": x0})
-    return report
 
 
 def auto_windows_per_batch(base_model, window_shape, device) -> int:
@@ -345,7 +285,7 @@ def sample_plan(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     options = _with_auto_batching(options, plan, model, x)
     start = initial_latents(plan, model.noise, model.latent_image)
     return execute_plan(plan, comfy_denoiser(model, extra_args), start, options,
-                        callback=_progress(callback, len(sigmas) - 1),
+                        callback=progress_reporter(callback, len(sigmas) - 1),
                         interrupt_check=comfy.model_management.throw_exception_if_processing_interrupted)
 
 
@@ -358,94 +298,32 @@ def plan_sampler(planner, options: ExecutorOptions):
 # PMWD as a MODEL patch: every model evaluation of any sampler runs the K windows and fuses them
 
 
-def _repeat_rows(value, copies: int):
-    return torch.cat([value] * copies) if copies > 1 else value
-
-
-def _window_value(value, rows: int, frames: int, windows):
-    """One model-call argument for a batch of windows: per-latent tensors [rows, C, F, ...] are
-    gathered per window, other per-row tensors and frame text repeated once per window."""
-    if isinstance(value, FrameTextBatch):
-        return FrameTextBatch(list(value) * len(windows))
-    if not isinstance(value, torch.Tensor) or value.ndim == 0 or value.shape[0] != rows:
-        return value
-    if value.ndim == 5 and value.shape[2] == frames:
-        return gather_windows(value, windows)
-    return _repeat_rows(value, len(windows))
-
-
-def _window_transformer_options(transformer_options: dict, rows: int, frames: int, windows) -> dict:
-    options = dict(transformer_options)
-    index = options.get(FRAME_INDEX_OPTION)
-    options[FRAME_INDEX_OPTION] = gather_window_columns(torch.arange(frames) if index is None else index, rows,
-                                                        windows)
-    if options.get(FRAME_TIMESTEPS_OPTION) is not None:
-        options[FRAME_TIMESTEPS_OPTION] = gather_window_columns(options[FRAME_TIMESTEPS_OPTION], rows, windows)
-    for key in ("cond_or_uncond", "uuids"):
-        if isinstance(options.get(key), list):
-            options[key] = options[key] * len(windows)
-    if isinstance(options.get("sigmas"), torch.Tensor):
-        options["sigmas"] = _repeat_rows(options["sigmas"], len(windows))
-    return options
-
-
-def _check_pmwd_call(transformer_options, control, kwargs):
-    if transformer_options.get("context_window") is not None:
-        raise FrameLevelInputError("model", "context windows + PMWD patch", "two window schemes are stacked",
-                                   "use either ComfyUI's context windows or FrameLevelPMWDModel, not both")
-    if control is not None:
-        raise FrameLevelInputError("model", "ControlNet", "the PMWD patch cannot window ControlNet residuals",
-                                   "remove the ControlNet or use FrameLevelPMWDSampler")
-    if kwargs.get("time_dim_concat") is not None:
-        raise FrameLevelInputError("model", "time_dim_concat", "frames appended along time cannot be windowed",
-                                   "remove the node that adds time_dim_concat")
-
-
 def _make_pmwd_apply_model(options: PMWDOptions, max_windows_per_batch: int):
     def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
                     **kwargs):
         transformer_options = transformer_options if transformer_options is not None else {}
-        _check_pmwd_call(transformer_options, control, kwargs)
+        check_pmwd_call(transformer_options, control, kwargs)
         rows, frames = x.shape[0], x.shape[2]
         windows = pmwd_windows(frames, options)
         if len(windows) == 1:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         per_call = max_windows_per_batch or auto_windows_per_batch(
             executor.class_obj, (rows, x.shape[1], options.window, *x.shape[3:]), x.device)
-        fusion = WindowFusion(x)
-        for first in range(0, len(windows), per_call):
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            group = windows[first:first + per_call]
-            out = executor(gather_windows(x, group), _repeat_rows(t, len(group)),
-                           _window_value(c_concat, rows, frames, group),
-                           _window_value(c_crossattn, rows, frames, group), None,
-                           _window_transformer_options(transformer_options, rows, frames, group),
-                           **{key: _window_value(value, rows, frames, group) for key, value in kwargs.items()})
-            for k, window in enumerate(group):
-                fusion.add(window, out[k * rows:(k + 1) * rows])
-        return fusion.result()[0]
+
+        def evaluate(group):
+            return executor(gather_windows(x, group), repeat_rows(t, len(group)),
+                            window_value(c_concat, rows, frames, group),
+                            window_value(c_crossattn, rows, frames, group), None,
+                            window_transformer_options(transformer_options, rows, frames, group),
+                            **{key: window_value(value, rows, frames, group) for key, value in kwargs.items()})
+        return evaluate_windows(x, windows, per_call, evaluate,
+                                comfy.model_management.throw_exception_if_processing_interrupted)[0]
     return apply_model
-
-
-def pmwd_layout(frames: int, options: PMWDOptions, steps: int) -> str:
-    """What the PMWD patch will do for a video of `frames` latents, as text (raises on bad settings)."""
-    windows = pmwd_windows(frames, options)
-    starts = " ".join(str(w.frames[0]) for w in windows)
-    return (f"PMWD model patch: {frames} latent frames, {len(windows)} windows of {options.window} "
-            f"(starts {starts}, fusion {options.fusion}); every model evaluation runs {len(windows)} windows, "
-            f"{len(windows) * steps} window evaluations per cond over {steps} steps of a first-order sampler")
 
 
 def _make_pmwd_outer_sample(options: PMWDOptions):
     def outer_sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
-        if noise.ndim != 5:
-            raise FrameLevelInputError("model", tuple(noise.shape), "the PMWD patch needs a video latent "
-                                       "[B, C, frames, H, W]", "sample a Wan video latent (EmptyHunyuanLatentVideo)")
-        try:
-            logging.info("%s", pmwd_layout(noise.shape[2], options, max(len(sigmas) - 1, 0)))
-        except ValueError as err:
-            raise FrameLevelInputError("window / num_windows / overlap", f"{noise.shape[2]} latent frames",
-                                       str(err), "fit the window settings to the video length") from None
+        logging.info("%s", check_pmwd_layout(tuple(noise.shape), options, max(len(sigmas) - 1, 0)))
         return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
     return outer_sample
 

@@ -163,8 +163,9 @@ def test_i2v_image_tokens_stay_global():
     cs.import_comfy()
     import comfy.patcher_extension
     from comfyui_framelevel.kernels import pack_prompts
-    from comfyui_framelevel.nodes.comfy_adapter import FrameTextBatch, apply_frame_level_cross_attention
+    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
     from comfyui_framelevel.nodes.core.frame_text import FrameText
+    from comfyui_framelevel.nodes.model_calls import FrameTextBatch
     dit = cs.tiny_dit(seed=2, model_type="i2v")
     model = cs.comfy_wan_from_dit(dit)
     patched = apply_frame_level_cross_attention(model)

@@ -239,13 +239,13 @@ def test_pmwd_patch_gathers_per_latent_conditioning_and_repeats_the_rest_per_win
     """I2V-style inputs: c_concat [N, C, F, H, W] is cut per window at the same latents as x; text,
     CLIP-vision features, frame text and the batch bookkeeping are repeated once per window."""
     cs.import_comfy()
-    from comfyui_framelevel.nodes.comfy_adapter import (
+    from comfyui_framelevel.nodes.comfy_adapter import _make_pmwd_apply_model
+    from comfyui_framelevel.nodes.core.windows import PMWDOptions
+    from comfyui_framelevel.nodes.model_calls import (
         FRAME_INDEX_OPTION,
         FRAME_TIMESTEPS_OPTION,
         FrameTextBatch,
-        _make_pmwd_apply_model,
     )
-    from comfyui_framelevel.nodes.core.windows import PMWDOptions
     rows, frames = 2, 8   # cond + uncond of one video
     position = torch.arange(frames, dtype=torch.float32).view(1, 1, -1, 1, 1).expand(rows, 1, frames, 2, 2)
     seen = []
