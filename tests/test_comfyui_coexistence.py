@@ -1,0 +1,121 @@
+"""Our patches beside another pack's patches of the same Wan blocks, and under ComfyUI's own
+context windows (real ComfyUI, tiny random Wan, CPU)."""
+
+import comfy_support as cs
+import pytest
+import torch
+from test_comfyui_diffusion_forcing import run_custom, sigmas_for
+
+pytestmark = pytest.mark.comfyui
+FRAMES, HEIGHT, WIDTH = 8, 4, 4
+FIRST_BLOCK = "diffusion_model.blocks.0.cross_attn.forward"
+
+
+@pytest.fixture(scope="module")
+def setup():
+    cs.import_comfy()
+    model = cs.comfy_wan_from_dit(cs.tiny_dit(seed=6))
+    contexts = [cs.padded_context(None, real, 32, seed=seed) for seed, real in enumerate((5, 9, 3))]
+    return model, contexts
+
+
+def latent():
+    return {"samples": torch.zeros(1, 16, FRAMES, HEIGHT, WIDTH)}
+
+
+def other_pack_patch(model, chain: bool, calls: list):
+    """What another pack typically does: an object patch of block 0's cross_attn.forward, either
+    wrapping the forward it finds (chain=True) or replacing it with its own attention."""
+    import types
+    patched = model.clone()
+    found = patched.get_model_object(FIRST_BLOCK)
+    block = patched.get_model_object("diffusion_model.blocks.0.cross_attn")
+
+    def wrapping(self, x, context, **kwargs):
+        calls.append("wrapping")
+        return found(x, context, **kwargs)
+
+    def replacing(self, x, context, transformer_options=None, **kwargs):
+        calls.append("replacing")
+        return self.o(self.q(x))
+
+    patched.add_object_patch(FIRST_BLOCK, types.MethodType(wrapping if chain else replacing, block))
+    return patched
+
+
+def counting(model, calls: list):
+    probe = model.clone()
+    probe.set_model_unet_function_wrapper(
+        lambda apply, args: calls.append(1) or apply(args["input"], args["timestep"], **args["c"]))
+    return probe
+
+
+def frame_prompts(contexts):
+    return cs.frame_conditioning(contexts, [0, 0, 1, 1, 1, 2, 2, 2]), cs.conditioning(contexts[2])
+
+
+def test_a_patch_that_wraps_ours_works_and_sees_every_call(setup):
+    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
+    model, contexts = setup
+    ours = apply_frame_level_cross_attention(model)
+    calls = []
+    both = other_pack_patch(ours, chain=True, calls=calls)
+    positive, negative = frame_prompts(contexts)
+    sigmas = sigmas_for(model, 2)
+    alone = run_custom(ours, _euler(), positive, negative, latent(), sigmas)
+    together = run_custom(both, _euler(), positive, negative, latent(), sigmas)
+    assert torch.equal(together, alone)        # frame routing intact under the other pack's wrapper
+    assert calls and set(calls) == {"wrapping"}
+
+
+def test_a_patch_that_replaces_ours_stops_sampling_before_the_first_step(setup):
+    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
+    from comfyui_framelevel.nodes.validation import FrameLevelInputError
+    model, contexts = setup
+    calls, model_calls = [], []
+    replaced = counting(other_pack_patch(apply_frame_level_cross_attention(model), False, calls), model_calls)
+    positive, negative = frame_prompts(contexts)
+    with pytest.raises(FrameLevelInputError, match=r"blocks\.0\.cross_attn\.forward.*replacing.*frame-level prompts "
+                                                   r"would be silently lost") as error:
+        run_custom(replaced, _euler(), positive, negative, latent(), sigmas_for(model, 2))
+    assert "FrameLevelCrossAttention" in str(error.value)
+    assert calls == [] and model_calls == []
+
+
+@pytest.mark.parametrize("chain", [True, False])
+def test_ours_over_another_packs_cross_attention_patch_is_refused_naming_both(setup, chain):
+    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
+    from comfyui_framelevel.nodes.validation import FrameLevelInputError
+    model, _ = setup
+    theirs = other_pack_patch(model, chain, [])
+    name = "wrapping" if chain else "replacing"
+    with pytest.raises(FrameLevelInputError, match=rf"already patched by .*{name}.*FrameLevelCrossAttention"):
+        apply_frame_level_cross_attention(theirs)
+
+
+def test_comfyui_context_windows_on_our_patched_model_equal_our_pmwd_sampler(setup):
+    """ComfyUI's context windows route frame prompts by global latent index on our patched model:
+    standard_static windows [0..3] [2..5] [4..7] with flat fusion and stock euler equal our PMWD
+    sampler with the same three windows and flat fusion."""
+    comfy = cs.import_comfy()
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
+    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
+    from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDSampler
+    model, contexts = setup
+    patched = apply_frame_level_cross_attention(model)
+    windowed = ContextWindowsManualNode.execute(patched, 4, 2, "standard_static", 1, False, "flat", dim=2)
+    windowed = windowed[0] if isinstance(windowed, tuple) else windowed.result[0]
+    positive, negative = frame_prompts(contexts)
+    sigmas = sigmas_for(model, 3)
+    theirs = run_custom(windowed, comfy.samplers.sampler_object("euler"), positive, negative, latent(), sigmas)
+    pmwd = FrameLevelPMWDSampler().build(4, 3, 0, "flat", "euler", 0)[0]
+    ours = run_custom(patched, pmwd, positive, negative, latent(), sigmas)
+    single_prompt = run_custom(windowed, comfy.samplers.sampler_object("euler"), cs.conditioning(contexts[0]),
+                               negative, latent(), sigmas)
+    assert (ours - theirs).abs().max() <= 1e-5 * theirs.abs().max()
+    assert (theirs - single_prompt).abs().max() > 1e-3   # the frame prompts did reach the windows
+
+
+def _euler():
+    comfy = cs.import_comfy()
+    return comfy.samplers.sampler_object("euler")
