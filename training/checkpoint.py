@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from ..nodes.core.files import atomic_path, save_safetensors_atomic, write_text_atomic
+
 STATE_FILE = "trainer_state.json"
 ADAPTERS_FILE = "adapters.safetensors"
 ADAPTERS_OPTIMIZER_FILE = "adapters_optimizer.pt"
@@ -35,15 +37,6 @@ ADAPTERS_OPTIMIZER_FILE = "adapters_optimizer.pt"
 
 def checkpoint_root(output_dir) -> Path:
     return Path(output_dir) / "checkpoints"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def remove_partial_checkpoints(output_dir) -> list[str]:
@@ -74,11 +67,11 @@ def save_checkpoint(accelerator, output_dir, step: int, trainer_state: dict, kee
         write(tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _write_atomic(tmp / STATE_FILE, json.dumps({**trainer_state, "step": step}, indent=1))
+        write_text_atomic(tmp / STATE_FILE, json.dumps({**trainer_state, "step": step}, indent=1))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _write_atomic(root / "latest", name)
+        write_text_atomic(root / "latest", name)
         _prune(root, keep)
     accelerator.wait_for_everyone()
     return final
@@ -103,11 +96,6 @@ def latest_checkpoint(output_dir) -> Path | None:
 
 def read_trainer_state(path) -> dict:
     return json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
-
-
-def load_checkpoint(accelerator, path: Path) -> dict:
-    accelerator.load_state(str(path))
-    return read_trainer_state(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,7 +136,6 @@ def adapter_state(accelerator, model) -> dict[str, torch.Tensor]:
 
 
 def save_adapter_state(accelerator, model, optimizer, directory) -> None:
-    from safetensors.torch import save_file
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
     from .distributed import is_deepspeed
@@ -166,8 +153,9 @@ def save_adapter_state(accelerator, model, optimizer, directory) -> None:
         if set(adapters) != expected:
             raise RuntimeError(f"adapter state has keys {sorted(set(adapters) ^ expected)[:4]} that differ from the "
                                f"trainable parameters")
-        save_file(adapters, str(directory / ADAPTERS_FILE))
-        torch.save(optim_state, directory / ADAPTERS_OPTIMIZER_FILE)
+        save_safetensors_atomic(adapters, directory / ADAPTERS_FILE)
+        with atomic_path(directory / ADAPTERS_OPTIMIZER_FILE) as temp:
+            torch.save(optim_state, temp)
     with _without_model_and_optimizer(accelerator):
         accelerator.save_state(str(directory), safe_serialization=True)
 

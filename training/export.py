@@ -9,12 +9,12 @@ for some model weight `<path>.weight`; `check_lora_keys` rebuilds that map and r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..nodes.core.files import save_safetensors_atomic
 from .lora import lora_modules, original_state_dict
 
 LORA_FORMATS = ("diffusers", "kohya")
@@ -73,19 +73,6 @@ def check_lora_keys(lora: dict, model_keys) -> list[str]:
     return unmatched
 
 
-def save_safetensors(tensors: dict, path: Path, metadata: dict | None = None) -> Path:
-    """Write through a temporary file and os.replace, so a crash never leaves a half file."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
-    return path
-
-
 def export_lora(model: nn.Module, path, fmt: str = "diffusers", dtype: str = "bf16",
                 metadata: dict | None = None) -> Path:
     tensors = lora_state_dict(model, fmt, dtype)
@@ -93,11 +80,11 @@ def export_lora(model: nn.Module, path, fmt: str = "diffusers", dtype: str = "bf
     unmatched = check_lora_keys(tensors, base_keys)
     if unmatched:
         raise RuntimeError(f"{len(unmatched)} LoRA keys would not load in ComfyUI, e.g. {unmatched[:3]}")
-    return save_safetensors(tensors, path, metadata)
+    return save_safetensors_atomic(tensors, path, metadata)
 
 
 def export_full(model: nn.Module, path, dtype: str = "bf16", metadata: dict | None = None) -> Path:
     tensors = full_state_dict(model, dtype)
     if "head.modulation" not in tensors:
         raise RuntimeError("exported weights lack 'head.modulation'; ComfyUI would not detect Wan")
-    return save_safetensors(tensors, path, metadata)
+    return save_safetensors_atomic(tensors, path, metadata)

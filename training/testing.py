@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from ..nodes.core.files import save_safetensors_atomic, write_json_atomic
+from ..nodes.core.frames import pixel_count
 from .data.encoders import UMT5TextEncoder
 
 
@@ -67,15 +69,13 @@ def tiny_umt5_encoder(vocabulary: list[str], d_model: int = 32, max_length: int 
 def write_latent_dataset(folder, clips: list[dict], frames: int = 3, height: int = 4, width: int = 4,
                          seed: int = 0) -> Path:
     """clips: [{"name": ..., "captions": {"1": ...}}]; writes <name>.latent.safetensors + <name>.json."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
     for clip in clips:
         latent = torch.randn(16, clip.get("frames", frames), height, width, generator=generator)
-        save_file({"latent": latent}, str(folder / f"{clip['name']}.latent.safetensors"))
-        (folder / f"{clip['name']}.json").write_text(json.dumps(clip["captions"]), encoding="utf-8")
+        save_safetensors_atomic({"latent": latent}, folder / f"{clip['name']}.latent.safetensors")
+        write_json_atomic(folder / f"{clip['name']}.json", clip["captions"])
     return folder
 
 
@@ -122,7 +122,7 @@ def prepare_tiny_run(tmp, clips: int = 4, latent_frames: int = 3, latent_size: i
     write_latent_dataset(Path(tmp) / "data", [
         {"name": f"clip{i}", "captions": {"1": f"scene {i} opens", "6": f"scene {i} closes quietly"}}
         for i in range(clips)], frames=latent_frames, height=latent_size, width=latent_size)
-    size = {"resolutions": [[8 * latent_size, 8 * latent_size]], "frame_buckets": [4 * (latent_frames - 1) + 1]}
+    size = {"resolutions": [[8 * latent_size, 8 * latent_size]], "frame_buckets": [pixel_count(latent_frames)]}
     raw = tiny_run_config(tmp, **{**sections, "data": {**size, **sections.get("data", {})}})
     build_cache(config_from_dict(raw).data, WordHashTextEncoder(32))
     return raw

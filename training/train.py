@@ -320,7 +320,7 @@ class Trainer:
         acc, v = self.accelerator, self.config.validation
         written = []
         if acc.is_main_process and self.data.validation:
-            from .export import save_safetensors
+            from ..nodes.core.files import save_safetensors_atomic
 
             model = acc.unwrap_model(self.model)
             height, width = (s // 8 for s in self.config.data.resolutions[0])
@@ -332,7 +332,7 @@ class Trainer:
                     latent = df_sample(model, noise.to(acc.device), v.steps, v.shift,
                                        DFSchedule(v.step_size, v.causal_block_size), v.solver, frame_text=frame_text)
                 path = Path(self.config.train.output_dir) / "samples" / f"step-{self.step:08d}" / f"{record['name']}.safetensors"
-                written.append(save_safetensors({"latent": latent.float().cpu()}, path))
+                written.append(save_safetensors_atomic({"latent": latent.float().cpu()}, path))
         acc.wait_for_everyone()
         return written
 

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...nodes.story.client import ChatClient, LLMError, write_text_atomic  # noqa: TID252 - package-relative
+from ...nodes.core.files import atomic_path, write_text_atomic  # noqa: TID252 - package-relative
+from ...nodes.story.client import ChatClient, LLMError  # noqa: TID252 - package-relative
 from .caption import CaptionError, CaptionOptions, caption_frames
 from .dedup import DedupOptions, find_duplicates, phash
 from .sampling import ClipPlan, SamplingOptions, plan_clips
@@ -100,13 +101,12 @@ def clip_record(cid: str, source: str, plan: ClipPlan, by_latent: dict[str, str]
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
-    temp = target.with_name(f".{target.name}.tmp")
-    temp.unlink(missing_ok=True)
-    try:
-        os.link(source, temp)
-    except OSError:
-        shutil.copyfile(source, temp)
-    os.replace(temp, target)
+    with atomic_path(target) as temp:
+        temp.unlink()
+        try:
+            os.link(source, temp)
+        except OSError:
+            shutil.copyfile(source, temp)
 
 
 def write_clip_files(out: Path, cid: str, pixels: list, record: dict, by_latent: dict[str, str],

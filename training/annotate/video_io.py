@@ -6,11 +6,12 @@ rate sources work too.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ...nodes.core.files import atomic_path  # noqa: TID252 - package-relative
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
 
@@ -92,23 +93,17 @@ def write_clip(path, frames: list[np.ndarray], fps: float, crf: int = 18) -> Non
     av = _av()
     from fractions import Fraction
 
-    path = Path(path)
-    temp = path.with_name(f".{path.stem}.partial{path.suffix}")
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     first = even_size(frames[0])
-    try:
-        with av.open(str(temp), mode="w") as container:
-            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = first.shape[1], first.shape[0], "yuv420p"
-            if codec == "libx264":
-                stream.options = {"crf": str(crf)}
-            for frame in frames:
-                video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(even_size(frame)), format="rgb24")
-                container.mux(stream.encode(video_frame))
-            container.mux(stream.encode())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    with atomic_path(path) as temp, av.open(str(temp), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = first.shape[1], first.shape[0], "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": str(crf)}
+        for frame in frames:
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(even_size(frame)), format="rgb24")
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode())
 
 
 def list_videos(folder) -> list[Path]:

@@ -11,13 +11,12 @@ Re-running only encodes what is missing; a caption shared by many clips is encod
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ...nodes.core.files import save_safetensors_atomic, write_json_atomic  # noqa: TID252 - package-relative
 from ...nodes.core.frames import latent_count  # noqa: TID252 - package-relative
 from .captions import distinct_frame_prompts, load_captions
 from .encoders import TextEncoder, VideoEncoder, normalize_wan21
@@ -47,21 +46,6 @@ class CacheReport:
 
 def caption_key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
-def _atomic_save(tensors: dict, path: Path, metadata: dict | None = None) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-
-
-def _atomic_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def load_tensor(path: Path, key: str) -> torch.Tensor:
@@ -107,7 +91,7 @@ def _cache_clip(clip: ClipSource, config: DataConfig, vae, cache: Path, report: 
             report.skipped.append(f"{clip.name}: shorter than every frame bucket {config.frame_buckets}")
             return None
         latent, pixels = encoded
-        _atomic_save({"latent": latent}, target, {"pixel_frames": str(pixels)})
+        save_safetensors_atomic({"latent": latent}, target, {"pixel_frames": str(pixels)})
         report.latents_encoded += 1
     texts, routing = distinct_frame_prompts(load_captions(clip.captions), latent.shape[1], pixels)
     record = {"name": clip.name, "latent": f"latents/{clip.name}.safetensors",
@@ -125,7 +109,7 @@ def encode_captions(texts: list[str], encoder: TextEncoder, cache: Path, report:
     for start in range(0, len(missing), batch_size):
         chunk = missing[start:start + batch_size]
         for text, context in zip(chunk, encoder.encode(chunk), strict=True):
-            _atomic_save({"context": context.float()}, cache / "text" / f"{caption_key(text)}.safetensors",
+            save_safetensors_atomic({"context": context.float()}, cache / "text" / f"{caption_key(text)}.safetensors",
                          {"caption": text})
         report.captions_encoded += len(chunk)
 
@@ -160,5 +144,5 @@ def build_cache(config: DataConfig, text_encoder: TextEncoder, vae: VideoEncoder
     validation, validation_texts = _validation_records(config)
     encode_captions(texts + validation_texts, text_encoder, cache, report)
     report.clips = len(records)
-    _atomic_json({"version": 1, "items": records, "validation": validation}, cache / "index.json")
+    write_json_atomic(cache / "index.json", {"version": 1, "items": records, "validation": validation}, indent=1)
     return report
