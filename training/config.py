@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data.cache import DataConfig
+from .distributed import check_launch
+from .errors import ConfigError
 from .lora import LoraConfig
 from .objective import NoiseConfig
 
@@ -21,10 +23,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key, the value and the fix."""
 
 
 @dataclass(frozen=True)
@@ -226,8 +224,6 @@ def load_config(path, world_size: int = 1, overrides: dict | None = None, env=No
         section, key = dotted.split(".", 1)
         raw.setdefault(section, {})[key] = value
     config = config_from_dict(raw, world_size)
-    from .distributed import check_launch  # imports this module
-
     check_launch(config, world_size, env)
     return config
 

@@ -19,8 +19,12 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from .config import ConfigError, TrainConfig
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 def env_flag(name: str, env=None) -> bool:
