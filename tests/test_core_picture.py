@@ -10,9 +10,19 @@ from comfyui_framelevel.nodes.core.df_schedule import DFSchedule, df_plan, df_si
 from comfyui_framelevel.nodes.core.sigmas import flow_sigmas
 
 
-def test_sigma_colour_ends():
-    assert sp.sigma_colour(np.array(0.0)).tolist() == [253, 231, 37]
-    assert sp.sigma_colour(np.array(1.0)).tolist() == [68, 1, 84]
+def luminance(rgb):
+    return rgb[..., 0] * 0.2126 + rgb[..., 1] * 0.7152 + rgb[..., 2] * 0.0722
+
+
+def test_noisier_is_darker_and_every_level_has_its_own_colour():
+    """Reading the picture needs an order: clean latents light, noisy ones dark, no two levels alike."""
+    levels = np.linspace(0.0, 1.0, 41)
+    colours = sp.sigma_colour(levels).astype(float)
+    assert colours.shape == (41, 3) and colours.min() >= 0 and colours.max() <= 255
+    assert np.all(np.diff(luminance(colours)) < 0)
+    assert len({tuple(c) for c in colours.round().astype(int)}) == 41
+    anchor = np.array(sp._ANCHOR, dtype=float)
+    assert np.abs(colours - anchor).sum(axis=1).min() > 60      # anchors never look like a noise level
 
 
 @pytest.mark.parametrize("pil", [True, False])

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from comfyui_framelevel.kernels import bench_frame_attention as bench
 
@@ -20,13 +21,18 @@ def test_all_benchmark_variants_agree_with_the_batched_backend():
     assert max(differences.values()) < 1e-5, differences
 
 
-def test_benchmark_prints_ratio_table(capsys):
+def test_benchmark_prints_ratios_of_the_measured_medians(capsys, monkeypatch):
+    """Every column divides the row's median by that column's baseline median, from one run."""
+    medians = {"batched": 2.0, "grouped": 3.0, "padded_512": 4.0, "dense_mask_Fx512": 8.0, "copy_q_to_o": 1.0}
+    monkeypatch.setattr(bench, "measure", lambda variants, device, rounds: {n: medians[n] for n in variants})
     assert bench.main(["--shape", "1.3b", "--frames", "3", "--tokens-per-frame", "4", "--rounds", "1",
-                       "--backends", "batched", "--device", "cpu"]) == 0
+                       "--backends", "batched", "grouped", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "x batched" in out and "x dense" in out and "x pad512" in out
-    rows = [line.split() for line in out.splitlines() if line.startswith(("batched", "padded_512"))]
-    assert {row[0]: float(row[1]) for row in rows}["batched"] == 1.0
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:4]] for line in out.splitlines()
+            if line.split() and line.split()[0] in medians}
+    for name, seconds in medians.items():
+        assert rows[name] == pytest.approx([seconds / 2.0, seconds / 8.0, seconds / 4.0], abs=5e-4), name
 
 
 def test_benchmark_file_runs_from_the_repository():
