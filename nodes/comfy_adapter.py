@@ -27,11 +27,14 @@ from .core.per_frame_sigma import anchors_from_mask, per_frame_x0, reference_sig
 from .core.plan import initial_latents, summarize_plan
 from .core.windows import PMWDOptions, pmwd_windows
 from .model_calls import (
-    FRAME_INDEX_OPTION,  # noqa: F401 - re-exported for node developers and tests
+    FRAME_COUNT_OPTION,
+    FRAME_INDEX_OPTION,
+    FRAME_SIGMAS_OPTION,
     FRAME_TEXT_KEY,
-    FRAME_TIMESTEPS_OPTION,  # noqa: F401
+    FRAME_TIMESTEPS_OPTION,
     PACKED_TEXT_OPTION,
     CONDFrameText,
+    call_conditioning,
     call_frames,
     call_timesteps,
     check_pmwd_call,
@@ -51,7 +54,8 @@ from .model_calls import (
 from .validation import FrameLevelInputError
 
 PATCH_KEY = "framelevel"                   # key of our wrappers on a ModelPatcher
-TIMESTEP_WRAPPER_KEY = "framelevel_timesteps"
+TIMESTEP_WRAPPER_KEY = "framelevel_timesteps"   # per-call wrappers of our samplers
+CONDITIONING_WRAPPER_KEY = "framelevel_conditioning"
 PMWD_PATCH_KEY = "framelevel_pmwd"         # key of the PMWD model patch's wrappers
 SUPPORTED_WAN_CLASSES = (wan_model.WanModel, wan_model.VaceWanModel)
 SUPPORTED_CROSS_ATTENTION = (wan_model.WanT2VCrossAttention, wan_model.WanI2VCrossAttention)
@@ -103,6 +107,15 @@ def _frame_timestep_wrapper(executor, x, timestep, context, clip_fea=None, time_
     transformer_options = transformer_options if transformer_options is not None else {}
     timestep = call_timesteps(transformer_options, x, timestep)
     return executor(x, timestep, context, clip_fea, time_dim_concat, transformer_options, **kwargs)
+
+
+def _frame_conditioning_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None,
+                                transformer_options=None, **kwargs):
+    """APPLY_MODEL wrapper of our samplers: per-latent conditioning cut to the call's latent frames."""
+    transformer_options = transformer_options if transformer_options is not None else {}
+    kwargs = {key: call_conditioning(value, transformer_options, x) for key, value in kwargs.items()}
+    return executor(x, t, call_conditioning(c_concat, transformer_options, x), c_crossattn, control,
+                    transformer_options, **kwargs)
 
 
 def _frame_text_wrapper(executor, x, timestep, context, clip_fea=None, time_dim_concat=None,
@@ -227,18 +240,20 @@ def encode_frame_text(clip, schedule) -> list:
 # Samplers: any plan of the pure core, run through ComfyUI's guider (CFG, LoRA, patches, previews)
 
 
-def comfy_denoiser(model, extra_args: dict):
-    """The core's denoiser(x, sigma [N, L], frame_index [N, L]) -> x0 over a k-diffusion model."""
+def comfy_denoiser(model, extra_args: dict, frames: int):
+    """The core's denoiser(x, sigma [N, L], frame_index [N, L]) -> x0 over a k-diffusion model,
+    for a video of `frames` latent frames."""
     model_sampling = model.inner_model.inner_model.model_sampling
+    wrappers = {comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL: {TIMESTEP_WRAPPER_KEY: _frame_timestep_wrapper},
+                comfy.patcher_extension.WrappersMP.APPLY_MODEL: {CONDITIONING_WRAPPER_KEY: _frame_conditioning_wrapper}}
 
     def denoise(x, sigma, frame_index):
         sigma = sigma.to(x.device)
         sigma_ref = reference_sigmas(sigma)
         args = dict(extra_args)
-        args["model_options"] = options_for_call(extra_args.get("model_options", {}),
-                                                 model_sampling.timestep(sigma).float(), frame_index,
-                                                 comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
-                                                 TIMESTEP_WRAPPER_KEY, _frame_timestep_wrapper)
+        frame_data = {FRAME_TIMESTEPS_OPTION: model_sampling.timestep(sigma).float(), FRAME_SIGMAS_OPTION: sigma,
+                      FRAME_INDEX_OPTION: frame_index, FRAME_COUNT_OPTION: frames}
+        args["model_options"] = options_for_call(extra_args.get("model_options", {}), frame_data, wrappers)
         denoised = model(x, sigma_ref.to(x.dtype), **args)
         return per_frame_x0(x, denoised, sigma, sigma_ref)
     return denoise
@@ -284,7 +299,7 @@ def sample_plan(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     logging.info("FrameLevel sampler plan:\n%s", summarize_plan(plan))
     options = _with_auto_batching(options, plan, model, x)
     start = initial_latents(plan, model.noise, model.latent_image)
-    return execute_plan(plan, comfy_denoiser(model, extra_args), start, options,
+    return execute_plan(plan, comfy_denoiser(model, extra_args, x.shape[2]), start, options,
                         callback=progress_reporter(callback, len(sigmas) - 1),
                         interrupt_check=comfy.model_management.throw_exception_if_processing_interrupted)
 
@@ -318,6 +333,7 @@ def _make_pmwd_apply_model(options: PMWDOptions, max_windows_per_batch: int):
                             **{key: window_value(value, rows, frames, group) for key, value in kwargs.items()})
         return evaluate_windows(x, windows, per_call, evaluate,
                                 comfy.model_management.throw_exception_if_processing_interrupted)[0]
+    apply_model.pmwd_options = options
     return apply_model
 
 

@@ -6,7 +6,10 @@ tensors, dicts and lists so they can be tested without a ComfyUI checkout:
 - cond batching: `CONDFrameText` (a cond item ComfyUI batches like its own) and `FrameTextBatch`;
 - which global latent frames a call holds (`call_frames`), and the per-frame timesteps it sees
   (`call_timesteps`);
-- the per-call options our samplers add (`options_for_call`);
+- the per-call options our samplers add (`options_for_call`), and per-latent conditioning (an
+  I2V model's `c_concat`, the 5B's denoise mask) cut to the frames a call holds (`call_conditioning`);
+- the noise level of every frame of a call (`call_levels`) and the options a second model (Wan 2.2's
+  low-noise expert) needs for the same call (`rebase_options`);
 - PMWD's window slicing of per-latent inputs (`window_value`, `window_transformer_options`), the
   checks before windowing a call (`check_pmwd_call`) and the layout text (`pmwd_layout`).
 """
@@ -25,6 +28,8 @@ FRAME_TEXT_KEY = "fl_frame_text"          # cond-dict key set by FrameLevelTextE
 PACKED_TEXT_OPTION = "fl_packed_text"      # per-call transformer_options key read by the attention
 FRAME_TIMESTEPS_OPTION = "fl_frame_timesteps"  # [N, L] per-frame timesteps set by our samplers
 FRAME_INDEX_OPTION = "fl_frame_index"      # [N, L] global latent index of each frame (our samplers)
+FRAME_SIGMAS_OPTION = "fl_frame_sigmas"    # [N, L] per-frame sigmas (timestep / 1000) set by our samplers
+FRAME_COUNT_OPTION = "fl_video_frames"     # latent frames of the whole video (our samplers)
 WRAPPERS_OPTION = "wrappers"               # ComfyUI's transformer_options key of per-call wrappers
 
 
@@ -132,19 +137,90 @@ def tokens_per_frame(x: torch.Tensor, patch_size) -> int:
     return (-(-x.shape[3] // patch_size[1])) * (-(-x.shape[4] // patch_size[2]))
 
 
-def options_for_call(model_options: dict, timesteps: torch.Tensor, frame_index: torch.Tensor,
-                     wrapper_kind: str, wrapper_key: str, wrapper) -> dict:
-    """A copy of a run's model_options that adds one per-call wrapper and our per-frame data
-    (nothing of the run's own options is changed in place)."""
+def options_for_call(model_options: dict, frame_data: dict, wrappers: dict) -> dict:
+    """A copy of a run's model_options with our per-frame data (`frame_data`: option key -> value)
+    and per-call wrappers (`wrappers`: kind -> {key: wrapper}) added; nothing of the run's own
+    options is changed in place."""
     options = dict(model_options)
     transformer_options = dict(options.get("transformer_options", {}))
-    wrappers = {kind: dict(entries) for kind, entries in transformer_options.get(WRAPPERS_OPTION, {}).items()}
-    wrappers.setdefault(wrapper_kind, {})[wrapper_key] = [wrapper]
-    transformer_options[WRAPPERS_OPTION] = wrappers
-    transformer_options[FRAME_TIMESTEPS_OPTION] = timesteps
-    transformer_options[FRAME_INDEX_OPTION] = frame_index
+    merged = {kind: dict(entries) for kind, entries in transformer_options.get(WRAPPERS_OPTION, {}).items()}
+    for kind, entries in wrappers.items():
+        for key, wrapper in entries.items():
+            merged.setdefault(kind, {})[key] = [wrapper]
+    transformer_options[WRAPPERS_OPTION] = merged
+    transformer_options.update(frame_data)
     options["transformer_options"] = transformer_options
     return options
+
+
+def _row_index(index, rows: int) -> torch.Tensor:
+    """Global latent index per row [rows, L] from call_frames' answer (a list is the same for all rows)."""
+    index = torch.as_tensor(index, dtype=torch.int64)
+    index = index.reshape(-1, index.shape[-1])
+    if rows % index.shape[0]:
+        raise RuntimeError(f"frame index of {index.shape[0]} rows does not fit a call of {rows} rows")
+    return index.repeat(rows // index.shape[0], 1)
+
+
+def call_conditioning(value, transformer_options: dict, x: torch.Tensor):
+    """A per-latent model input (an I2V `c_concat` [N, C, F, H, W], WAN22's `denoise_mask`) cut to
+    the latent frames this call holds, row by row; anything else is returned unchanged. A window
+    that does not hold a latent sees none of that latent's conditioning (no start image in a
+    window that does not contain latent 0)."""
+    frames = transformer_options.get(FRAME_COUNT_OPTION)
+    if (frames is None or not isinstance(value, torch.Tensor) or value.ndim != 5 or value.shape[2] != frames
+            or value.shape[0] != x.shape[0]):
+        return value
+    index = _row_index(call_frames(transformer_options, x.shape[2]), x.shape[0]).to(value.device)
+    if index.shape[1] == frames and bool((index == torch.arange(frames, device=value.device)).all()):
+        return value
+    rows = torch.arange(value.shape[0], device=value.device).view(-1, 1)
+    return value[rows, :, index].permute(0, 2, 1, 3, 4)
+
+
+def call_levels(transformer_options: dict, x: torch.Tensor, row_sigmas: torch.Tensor) -> torch.Tensor:
+    """Noise level of every frame of a call [N, L] as sigma (= timestep / 1000 for Wan): our
+    samplers' per-frame sigmas when set, else each row's sigma (`row_sigmas` [N]) on all its frames."""
+    sigmas = transformer_options.get(FRAME_SIGMAS_OPTION)
+    if sigmas is None:
+        return row_sigmas.reshape(-1, 1).expand(x.shape[0], x.shape[2])
+    sigmas = sigmas.reshape(-1, sigmas.shape[-1])
+    if sigmas.shape[1] != x.shape[2] or x.shape[0] % sigmas.shape[0]:
+        raise RuntimeError(f"per-frame sigmas {tuple(sigmas.shape)} do not fit the call {tuple(x.shape)}")
+    return sigmas.repeat(x.shape[0] // sigmas.shape[0], 1)
+
+
+def _same_items(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+def rebase_options(call: dict, base: dict, onto: dict) -> dict:
+    """`onto` with the changes that turned `base` into `call` (a three-way merge of model_options).
+
+    A guider prepares one model's options for a run (`base`); the sampler then adds per-call items
+    (our per-frame timesteps and wrappers, `sample_sigmas`, a CFG++ post-CFG function). A second
+    model sampled in the same run has its own prepared options (`onto`: its wrappers, patches,
+    CFG functions); this gives it the same per-call items on top of them. Keys added in `call`
+    are taken, dicts are merged key by key, list items added in `call` are appended, values the
+    sampler replaced are taken from `call`; what `call` leaves as in `base` stays as in `onto`."""
+    out = dict(onto)
+    for key, value in call.items():
+        if key not in base:
+            out[key] = value
+            continue
+        before = base[key]
+        if value is before:
+            continue
+        if isinstance(value, dict) and isinstance(before, dict):
+            target = onto.get(key)
+            out[key] = rebase_options(value, before, target if isinstance(target, dict) else {})
+        elif isinstance(value, list) and isinstance(before, list):
+            if not _same_items(value, before):
+                added = [item for item in value if not any(item is old for old in before)]
+                out[key] = list(onto.get(key) or []) + added
+        else:
+            out[key] = value
+    return out
 
 
 def progress_reporter(callback, steps: int):

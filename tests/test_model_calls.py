@@ -75,14 +75,82 @@ def test_tokens_per_frame_follow_the_latent_and_the_patch_size():
     assert mc.tokens_per_frame(torch.zeros(1, 48, 2, 5, 7), (1, 2, 2)) == 3 * 4   # Wan pads odd sizes
 
 
-def test_options_for_call_adds_our_wrapper_without_touching_the_runs_options():
-    wrapper = object()
+def test_options_for_call_adds_our_wrappers_and_frame_data_without_touching_the_runs_options():
+    timestep_wrapper, conditioning_wrapper = object(), object()
     run = {"transformer_options": {"wrappers": {"diffusion_model": {"theirs": [1]}}, "keep": 1}}
-    out = mc.options_for_call(run, torch.ones(1, 2), torch.arange(2)[None], "diffusion_model", "ours", wrapper)
-    assert out["transformer_options"]["wrappers"]["diffusion_model"] == {"theirs": [1], "ours": [wrapper]}
-    assert out["transformer_options"]["keep"] == 1
-    assert run["transformer_options"]["wrappers"]["diffusion_model"] == {"theirs": [1]}
+    frame_data = {mc.FRAME_TIMESTEPS_OPTION: torch.ones(1, 2), mc.FRAME_INDEX_OPTION: torch.arange(2)[None],
+                  mc.FRAME_COUNT_OPTION: 2}
+    out = mc.options_for_call(run, frame_data, {"diffusion_model": {"ours": timestep_wrapper},
+                                                "apply_model": {"ours": conditioning_wrapper}})
+    assert out["transformer_options"]["wrappers"]["diffusion_model"] == {"theirs": [1], "ours": [timestep_wrapper]}
+    assert out["transformer_options"]["wrappers"]["apply_model"] == {"ours": [conditioning_wrapper]}
+    assert out["transformer_options"]["keep"] == 1 and out["transformer_options"][mc.FRAME_COUNT_OPTION] == 2
+    assert run["transformer_options"]["wrappers"] == {"diffusion_model": {"theirs": [1]}}
     assert mc.FRAME_TIMESTEPS_OPTION not in run["transformer_options"]
+
+
+# -- per-latent conditioning, levels, a second model's options ---------------------------------------
+
+def _per_latent(rows, channels, frames, offset=0.0):
+    """[rows, channels, frames, 2, 2] whose value at (row r, frame f) is offset + 100 r + f."""
+    value = torch.arange(frames, dtype=torch.float32).view(1, 1, -1, 1, 1) + offset
+    value = value + 100 * torch.arange(rows, dtype=torch.float32).view(-1, 1, 1, 1, 1)
+    return value.expand(rows, channels, frames, 2, 2).clone()
+
+
+def test_call_conditioning_cuts_per_latent_inputs_row_by_row_to_the_calls_frames():
+    frames = 8
+    index = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])          # two windows of one video
+    options = {mc.FRAME_INDEX_OPTION: index, mc.FRAME_COUNT_OPTION: frames}
+    x = torch.zeros(4, 16, 4, 2, 2)                                # cond and uncond rows of both windows
+    concat = _per_latent(4, 20, frames)
+    cut = mc.call_conditioning(concat, options, x)
+    assert cut.shape == (4, 20, 4, 2, 2)
+    assert cut[:, 0, :, 0, 0].tolist() == [[0, 1, 2, 3], [104, 105, 106, 107], [200, 201, 202, 203],
+                                           [304, 305, 306, 307]]
+    assert mc.call_conditioning(concat[:, :, :4], options, x) is not None   # not full length: left alone
+    assert mc.call_conditioning(torch.ones(4, 7), options, x).shape == (4, 7)
+    whole = {mc.FRAME_INDEX_OPTION: torch.arange(frames)[None], mc.FRAME_COUNT_OPTION: frames}
+    assert mc.call_conditioning(concat, whole, torch.zeros(4, 16, frames, 2, 2)) is concat
+    assert mc.call_conditioning(concat, {}, x) is concat                    # not one of our samplers' calls
+
+
+def test_call_conditioning_follows_a_comfyui_context_window_inside_our_index():
+    class Window:
+        dim, index_list = 2, [2, 3, 4]
+    options = {mc.FRAME_INDEX_OPTION: torch.arange(6)[None], mc.FRAME_COUNT_OPTION: 6, "context_window": Window()}
+    cut = mc.call_conditioning(_per_latent(2, 4, 6), options, torch.zeros(2, 16, 3, 2, 2))
+    assert cut[:, 0, :, 0, 0].tolist() == [[2, 3, 4], [102, 103, 104]]
+
+
+def test_call_levels_from_our_per_frame_sigmas_or_the_rows_sigma():
+    x = torch.zeros(4, 16, 3, 2, 2)
+    ours = {mc.FRAME_SIGMAS_OPTION: torch.tensor([[1.0, 0.9, 0.0], [0.5, 0.5, 0.5]], dtype=torch.float64)}
+    levels = mc.call_levels(ours, x, torch.full((4,), 0.3))
+    assert levels.tolist() == [[1.0, 0.9, 0.0], [0.5, 0.5, 0.5]] * 2
+    assert mc.call_levels({}, x, torch.tensor([0.25, 0.25, 0.75, 0.75])).tolist() == [[0.25] * 3] * 2 + [[0.75] * 3] * 2
+    with pytest.raises(RuntimeError, match="do not fit"):
+        mc.call_levels({mc.FRAME_SIGMAS_OPTION: torch.zeros(3, 3)}, x, torch.zeros(4))
+
+
+def test_rebase_options_gives_the_second_model_the_calls_additions_over_its_own_options():
+    hi_wrapper, lo_wrapper, per_call, post_cfg, lo_post = (lambda: None for _ in range(5))
+    sigmas = torch.ones(3)
+    base = {"transformer_options": {"wrappers": {"diffusion_model": {"hi": [hi_wrapper]}}, "patches": {"p": [1]}},
+            "sampler_post_cfg_function": [], "model_function_wrapper": hi_wrapper}
+    onto = {"transformer_options": {"wrappers": {"diffusion_model": {"lo": [lo_wrapper]}}, "patches": {"p": [2]}},
+            "sampler_post_cfg_function": [lo_post]}
+    call = {"transformer_options": {"wrappers": {"diffusion_model": {"hi": [hi_wrapper], "ours": [per_call]}},
+                                    "patches": {"p": [1]}, "sample_sigmas": sigmas, mc.FRAME_COUNT_OPTION: 5},
+            "sampler_post_cfg_function": [post_cfg], "model_function_wrapper": hi_wrapper}
+    out = mc.rebase_options(call, base, onto)
+    assert out["transformer_options"]["wrappers"]["diffusion_model"] == {"lo": [lo_wrapper], "ours": [per_call]}
+    assert out["transformer_options"]["patches"] == {"p": [2]}         # the second model's own patches
+    assert out["transformer_options"]["sample_sigmas"] is sigmas and out["transformer_options"][mc.FRAME_COUNT_OPTION] == 5
+    assert out["sampler_post_cfg_function"] == [lo_post, post_cfg]    # its own, plus what the sampler added
+    assert "model_function_wrapper" not in out                        # the first model's, untouched by the call
+    assert onto["transformer_options"]["wrappers"]["diffusion_model"] == {"lo": [lo_wrapper]}   # not mutated
+    assert mc.rebase_options(base, base, onto) == onto
 
 
 # -- PMWD window slicing -----------------------------------------------------------------------------
