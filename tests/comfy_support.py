@@ -79,3 +79,34 @@ def frame_conditioning(contexts, index):
     from comfyui_framelevel.nodes.core.frame_text import FrameText
     frame_text = FrameText(tuple(contexts), tuple(index))
     return [[contexts[0].unsqueeze(0), {"pooled_output": None, FRAME_TEXT_KEY: frame_text}]]
+
+
+# -- Wan 2.2 / I2V variants, loaded through ComfyUI's own model detection -----------------------------
+
+# ComfyUI reads a Wan's sizes from its weights but fixes num_heads = dim // 128 and text_dim = 4096,
+# so a tiny model that its detection must recognise has dim 128 (one head of 128) and text_dim 4096.
+DETECTABLE = dict(dim=128, num_heads=1, num_layers=2, ffn_dim=256, text_dim=4096)
+VARIANTS = {                       # name -> (our DiT's shape, ComfyUI config class, ComfyUI model class)
+    "wan22_t2v_a14b": (dict(), "WAN21_T2V", "WAN21"),              # each expert is shaped like Wan 2.1 T2V 14B
+    "wan22_i2v_a14b": (dict(in_dim=36), "WAN21_T2V", "WAN21"),     # 16 noise + 4 mask + 16 image channels, no img_emb
+    "wan22_ti2v_5b": (dict(in_dim=48, out_dim=48), "WAN22_T2V", "WAN22"),   # 48-channel latents of wan2.2_vae
+    "wan21_i2v_14b": (dict(in_dim=36, model_type="i2v"), "WAN21_I2V", "WAN21"),   # img_emb: CLIP-vision tokens
+}
+TEXT_DIM = DETECTABLE["text_dim"]
+
+
+def variant_state_dict(variant: str, seed: int = 0) -> dict:
+    """Weights shaped like one Wan variant (our DiT keeps ComfyUI's key names)."""
+    return {k: v.clone() for k, v in tiny_dit(seed=seed, **DETECTABLE, **VARIANTS[variant][0]).state_dict().items()}
+
+
+def load_variant(variant: str, seed: int = 0):
+    """A MODEL built by ComfyUI's own loader (comfy.sd.load_diffusion_model_state_dict), so its
+    detection picks the model class it picks for the real file."""
+    comfy = import_comfy()
+    return comfy.sd.load_diffusion_model_state_dict(variant_state_dict(variant, seed),
+                                                    model_options={"dtype": torch.float32})
+
+
+def latent_channels(model) -> int:
+    return model.model.latent_format.latent_channels
