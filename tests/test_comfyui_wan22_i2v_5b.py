@@ -172,7 +172,7 @@ def test_i2v_pmwd_sampler_equals_the_pmwd_patch_with_frame_prompts(i2v):
 def test_wan21_i2v_with_clip_vision_frame_prompts_anchor_and_pmwd():
     """Wan 2.1 I2V 14B (img_emb): CLIP-vision tokens reach every window, frame prompts are routed,
     the start latent is held clean as an anchor while c_concat conditions window 0."""
-    comfy = cs.import_comfy()
+    cs.import_comfy()
     import comfy.clip_vision
     from comfy_extras.nodes_wan import WanImageToVideo
     from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
