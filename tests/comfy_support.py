@@ -95,16 +95,18 @@ VARIANTS = {                       # name -> (our DiT's shape, ComfyUI config cl
 TEXT_DIM = DETECTABLE["text_dim"]
 
 
-def variant_state_dict(variant: str, seed: int = 0) -> dict:
-    """Weights shaped like one Wan variant (our DiT keeps ComfyUI's key names)."""
-    return {k: v.clone() for k, v in tiny_dit(seed=seed, **DETECTABLE, **VARIANTS[variant][0]).state_dict().items()}
+def variant_state_dict(variant: str, seed: int = 0, **sizes) -> dict:
+    """Weights shaped like one Wan variant (our DiT keeps ComfyUI's key names). `sizes` may widen
+    the model (dim a multiple of 128 with num_heads = dim // 128, as ComfyUI's detection assumes)."""
+    config = {**DETECTABLE, **sizes, **VARIANTS[variant][0]}
+    return {k: v.clone() for k, v in tiny_dit(seed=seed, **config).state_dict().items()}
 
 
-def load_variant(variant: str, seed: int = 0):
+def load_variant(variant: str, seed: int = 0, **sizes):
     """A MODEL built by ComfyUI's own loader (comfy.sd.load_diffusion_model_state_dict), so its
     detection picks the model class it picks for the real file."""
     comfy = import_comfy()
-    return comfy.sd.load_diffusion_model_state_dict(variant_state_dict(variant, seed),
+    return comfy.sd.load_diffusion_model_state_dict(variant_state_dict(variant, seed, **sizes),
                                                     model_options={"dtype": torch.float32})
 
 
