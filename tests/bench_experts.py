@@ -20,34 +20,17 @@ a busy neighbour from stalling every multi-threaded op on a shared CPU.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import comfy_support as cs
 import conftest  # noqa: F401  (loads the pack as comfyui_framelevel)
 import torch
+from bench_sampling import measure  # the same interleaved rounds and medians
 
 FRAMES, SIZE = 21, 16
 SIZES = dict(dim=256, num_heads=2, num_layers=4, ffn_dim=512)
-
-
-def timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def measure(variants: dict, rounds: int) -> dict:
-    for fn in variants.values():   # warm-up, excluded
-        fn()
-    times = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            times[name].append(timed(fn))
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def latent():
