@@ -16,7 +16,8 @@ pytestmark = pytest.mark.comfyui
 OUR_NODES = {"FrameLevelPromptSchedule", "FrameLevelTextEncode", "FrameLevelCrossAttention",
              "FrameLevelDiffusionForcingSampler", "FrameLevelDiffusionForcing", "FrameLevelAnchorFrames",
              "FrameLevelPMWDSampler", "FrameLevelPMWDModel", "FrameLevelSlidingWindowSampler", "FrameLevelFIFOSampler",
-             "FrameLevelScheduleView", "FrameLevelPromptExpand", "FrameLevelMetrics"}
+             "FrameLevelScheduleView", "FrameLevelPromptExpand", "FrameLevelMetrics", "FrameLevelWanExperts",
+             "FrameLevelExpertSwitchStep"}
 
 
 @pytest.fixture(scope="module")
