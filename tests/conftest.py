@@ -30,6 +30,28 @@ def load_pack():
 load_pack()
 
 
+class _RootAsPlainDirectory:
+    """Collect the repository root as a plain directory, not as a Python package.
+
+    The root holds the pack's `__init__.py`, so pytest (8+) would collect it as a `Package` and import
+    that file under the checkout folder's name, which fails for any folder that is not a Python
+    identifier (README's `comfyui-framelevel`, a path with spaces) and would import the pack a second
+    time under a foreign name otherwise. The pack is loaded once, by `load_pack`, as
+    `comfyui_framelevel`. A conftest hook alone cannot do this (conftest hooks apply below their own
+    directory, and the root is collected by its parent's hooks), hence a plugin registered for the
+    whole session."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(self, path, parent):
+        if Path(path).resolve() == ROOT:
+            return pytest.Dir.from_parent(parent, path=Path(path))
+        return None
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_RootAsPlainDirectory(), "framelevel-root-as-plain-directory")
+
+
 def pytest_collection_modifyitems(config, items):
     has_comfy = bool(os.environ.get("COMFYUI_PATH")) and Path(os.environ["COMFYUI_PATH"], "comfy").is_dir()
     try:
