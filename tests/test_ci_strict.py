@@ -80,3 +80,12 @@ def test_under_ci_a_comfyui_test_without_comfyui_errors(tmp_path):
     strict = _pytest(args, ROOT, strict=True, COMFYUI_PATH=str(tmp_path / "no-comfyui"))
     assert strict.returncode == 1 and "1 error" in strict.stdout, strict.stdout
     assert "needs a ComfyUI checkout" in strict.stdout and "CI must run this test" in strict.stdout
+
+
+def test_ci_run_without_the_comfyui_archive_fails_naming_it(tmp_path):
+    result = subprocess.run(["bash", str(ROOT / ".ci/run")], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "FRAMELEVEL_SHARED": str(tmp_path / "shared")})
+    assert result.returncode != 0
+    assert "ComfyUI-0.3.64-a125cd84.tar.gz is missing" in result.stderr, result.stderr
+    assert str(tmp_path / "shared" / "comfyui") in result.stderr
+    assert "venv" not in result.stdout                                  # failed before any install
