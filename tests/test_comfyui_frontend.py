@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflows"))
 sys.path.insert(0, str(ROOT / "tests"))
+import ci_strict  # noqa: E402
 import frontend_support as fs  # noqa: E402
 import run_workflow  # noqa: E402
 
@@ -37,13 +38,14 @@ def test_there_are_ui_workflows():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not os.environ.get("COMFYUI_PATH"):
-        pytest.skip("needs a ComfyUI checkout: set COMFYUI_PATH to it")
+        ci_strict.unavailable("needs a ComfyUI checkout: set COMFYUI_PATH to it")
     if fs.chromium_path() is None:
-        pytest.skip(f"needs Chromium at {fs.DEFAULT_CHROMIUM} (apt-get install chromium) or FRAMELEVEL_CHROMIUM")
+        ci_strict.unavailable(f"needs Chromium at {fs.DEFAULT_CHROMIUM} (apt-get install chromium) or "
+                              "FRAMELEVEL_CHROMIUM")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError as err:
-        pytest.skip(f"needs the Python package playwright ({err})")
+        ci_strict.unavailable(f"needs the Python package playwright ({err})")
     comfy_dir = Path(os.environ["COMFYUI_PATH"])
     tmp = tmp_path_factory.mktemp("frontend")
     nodes_dir = tmp / "custom_nodes"

@@ -1,4 +1,4 @@
-"""Every node: DESCRIPTION, category under FrameLevel/, a tooltip on every input; encode-once."""
+"""Every node: DESCRIPTION, category under FrameLevel/, a tooltip on every input; frame-text packing."""
 
 import comfyui_framelevel
 import pytest
@@ -45,7 +45,8 @@ def test_each_distinct_prompt_encoded_once():
     assert frame_text.index == (0, 0, 1, 1, 2, 2, 1, 1, 1)
 
 
-def test_node_encode_uses_clip_once_per_prompt(monkeypatch):
+def test_schedule_node_dedupes_prompts_and_previews_its_length():
+    # Encoding each distinct prompt once through a real CLIP: tests/test_comfyui_text_encode.py.
     from comfyui_framelevel.nodes.prompt_nodes import FrameLevelPromptSchedule
     schedule, preview = FrameLevelPromptSchedule().compile("x\ny\nx", 5, "latent", format="lines")
     assert "3 latent frames" not in preview and "5 latent frames" in preview
