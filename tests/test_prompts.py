@@ -2,6 +2,8 @@ import json
 
 import pytest
 from comfyui_framelevel.nodes.core.prompts import PromptScheduleError, compile_prompt_schedule, fit_index
+from comfyui_framelevel.nodes.core.story.spread import spread_boundaries, spread_evenly
+from comfyui_framelevel.nodes.story.expand import spread_beats
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -119,3 +121,34 @@ def test_even_spread_property(n, frames):
     runs = [prompts.count(f"prompt {i}") for i in range(n)]
     assert sum(runs) == frames and min(runs) >= 1 and max(runs) - min(runs) <= 1
     assert list(prompts) == sorted(prompts, key=lambda p: int(p.split()[1]))   # order kept
+
+
+@given(n=st.integers(min_value=1, max_value=40), frames=st.integers(min_value=1, max_value=80))
+def test_every_spreading_place_uses_the_one_rule(n, frames):
+    """The compiler's lines and lists, the LLM beats and the rule itself agree, prompt for prompt."""
+    items = [f"beat {i}" for i in range(n)]
+    if n > frames:
+        with pytest.raises(PromptScheduleError, match=f"{n} prompts for {frames} latent frames"):
+            spread_evenly(items, frames)
+        return
+    expected = [items[f * n // frames] for f in range(frames)]  # WanVideoWrapper: section size F / N
+    assert spread_evenly(items, frames) == expected
+    assert list(compile_latent("\n".join(items), frames).prompts) == expected
+    assert list(compile_latent(json.dumps(items), frames).prompts) == expected
+    beats = spread_beats({str(i + 1): item for i, item in enumerate(items)}, frames)
+    assert list(beats) == [str(f + 1) for f in range(frames)] and list(beats.values()) == expected
+
+
+@pytest.mark.parametrize("weights, frames, bounds", [
+    ([1, 1, 1], 7, [0, 3, 5, 7]),
+    ([1, 2, 1], 8, [0, 2, 6, 8]),
+    ([0.1, 0.2, 0.7], 10, [0, 1, 3, 10]),    # exact: 0.1 + 0.2 is 3 frames of 10, not 3.0000000000000004
+    (["50", "100", "50"], 21, [0, 6, 16, 21]),  # ceil(21 / 4) = 6, ceil(21 * 3 / 4) = 16
+])
+def test_weighted_spread_boundaries(weights, frames, bounds):
+    assert spread_boundaries(weights, frames) == bounds
+
+
+def test_a_segment_too_light_for_one_frame_is_refused():
+    with pytest.raises(PromptScheduleError, match="prompt 2 .*too short"):
+        spread_boundaries([10, 1, 10], 3)  # boundaries 0, 2, 2, 3

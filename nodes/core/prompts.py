@@ -16,21 +16,18 @@ Blank lines and lines starting with ``#`` are ignored in the line formats. Every
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 
 from . import frames as fm
+from .story.errors import PromptScheduleError
+from .story.spread import spread_evenly
 
 FORMATS = ("auto", "json", "list", "keyframes", "lines")
 KEY_UNITS = ("latent", "pixel", "seconds")
 LENGTH_UNITS = ("pixel", "latent")
 
 _KEYFRAME_LINE = re.compile(r'^\s*"?(?P<key>[+-]?\d+(?:\.\d+)?)"?\s*:\s*(?P<text>.*?)\s*,?\s*$')
-
-
-class PromptScheduleError(ValueError):
-    """Malformed prompt text, with the place, the value and the fix in the message."""
 
 
 @dataclass(frozen=True)
@@ -126,12 +123,12 @@ def compile_prompt_schedule(text: str, length: int = 81, unit: str = "pixel", fp
         keyed = _parse_json_object(text, frames)
         prompts = _hold_until_next_key(keyed, frames)
     elif fmt == "list":
-        prompts = _spread_evenly(_parse_json_list(text), frames)
+        prompts = spread_evenly(_parse_json_list(text), frames)
     elif fmt == "keyframes":
         keyed = _parse_keyframe_lines(text, frames, key_unit, fps)
         prompts = _hold_until_next_key(keyed, frames)
     else:
-        prompts = _spread_evenly(_plain_lines(text), frames)
+        prompts = spread_evenly(_plain_lines(text), frames)
     return PromptSchedule(tuple(_decorate(p, prefix, suffix) for p in prompts), fmt, fps)
 
 
@@ -285,13 +282,3 @@ def _hold_until_next_key(keyed: list[tuple[int, str, str]], frames: int) -> list
 
 def _plain_lines(text: str) -> list[str]:
     return [_check_prompt(line, f"line {n}") for n, line in _content_lines(text)]
-
-
-def _spread_evenly(items: list[str], frames: int) -> list[str]:
-    """N prompts over F latent frames: frame f gets prompt floor(f * N / F), so runs differ by at most one."""
-    if len(items) > frames:
-        raise PromptScheduleError(
-            f"{len(items)} prompts for {frames} latent frames: some prompts would get no frame. Fix: "
-            f"use at most {frames} prompts or make the video longer ({fm.pixel_count(len(items))} pixel "
-            "frames fit one prompt per latent frame)")
-    return [items[min(len(items) - 1, math.floor(f * len(items) / frames))] for f in range(frames)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.story.spread import spread_evenly
 from .client import ChatClient
 from .json_repair import FramePromptsError, frame_prompt_schema, parse_frame_prompts
 from .system_prompts import EXPAND_STORY, RETRY_AFTER_INVALID, render
@@ -96,12 +97,7 @@ def expand_prompt(video_prompt: str, client: ChatClient, options: ExpandOptions)
 
 
 def spread_beats(beats: dict[str, str], frames: int) -> dict[str, str]:
-    """Give `frames` frames (keys "1".."frames") the beat prompts in order, spread evenly.
-
-    Frame f (0-based) gets beat floor(f * B / frames), so each of B beats covers a contiguous run of
-    frames, the runs differ in length by at most one, and frames sharing a beat share its caption.
-    """
+    """Give `frames` latent frames (keys "1".."frames") the beat prompts in order, spread by the pack's one
+    even-spread rule (nodes/core/story/spread.py): each beat covers a contiguous run of frames."""
     ordered = [beats[str(n)] for n in range(1, len(beats) + 1)]
-    if not ordered or frames < len(ordered):
-        raise ValueError(f"cannot spread {len(ordered)} beats over {frames} frames: need frames >= beats >= 1")
-    return {str(f + 1): ordered[f * len(ordered) // frames] for f in range(frames)}
+    return {str(f + 1): prompt for f, prompt in enumerate(spread_evenly(ordered, frames))}
