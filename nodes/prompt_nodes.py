@@ -15,6 +15,21 @@ EXAMPLE_STORY = """{
 }"""
 
 
+def story_reading_inputs() -> dict:
+    """Inputs that decide how story text is read; the same in every node that reads a story."""
+    return {
+        "format": (list(FORMATS), {"default": "auto", "tooltip":
+                   "How to read the text; auto detects {...} JSON, [...] lists, `key: text` "
+                   "keyframe lines and plain lines."}),
+        "key_unit": (list(KEY_UNITS), {"default": "pixel", "tooltip":
+                     "Unit of keyframe-line keys: latent frames, pixel frames or seconds (0-based). "
+                     "Not used by the JSON object format, whose keys are 1-based latent frames."}),
+        "fps": ("FLOAT", {"default": 16.0, "min": 0.1, "max": 240.0, "step": 0.1, "tooltip":
+                "Frames per second of the video (Wan 2.1: 16); used for keys in seconds and the "
+                "preview."}),
+    }
+
+
 def _adapter():
     from . import comfy_adapter  # imported when a node runs: only this module imports comfy
     return comfy_adapter
@@ -46,15 +61,7 @@ class FrameLevelPromptSchedule:
                                 "Whether length counts pixel frames or latent frames."}),
             },
             "optional": {
-                "format": (list(FORMATS), {"default": "auto", "tooltip":
-                           "How to read the text; auto detects {...} JSON, [...] lists, `key: text` "
-                           "keyframe lines and plain lines."}),
-                "key_unit": (list(KEY_UNITS), {"default": "pixel", "tooltip":
-                             "Unit of keyframe-line keys: latent frames, pixel frames or seconds (0-based). "
-                             "Not used by the JSON object format, whose keys are 1-based latent frames."}),
-                "fps": ("FLOAT", {"default": 16.0, "min": 0.1, "max": 240.0, "step": 0.1, "tooltip":
-                        "Frames per second of the video (Wan 2.1: 16); used for keys in seconds and the "
-                        "preview."}),
+                **story_reading_inputs(),
                 "prefix": ("STRING", {"default": "", "multiline": False, "tooltip":
                            "Text put before every frame prompt (style, subject description)."}),
                 "suffix": ("STRING", {"default": "", "multiline": False, "tooltip":

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 from .core import frames as fm
+from .core.prompts import PromptScheduleError
+from .prompt_nodes import story_reading_inputs
 from .story.client import ChatClient, ClientOptions
 from .story.expand import ExpandOptions, expand_prompt, expansion_key, spread_beats, system_prompt_for
 from .story.json_repair import frame_prompts_to_json
@@ -157,9 +159,10 @@ class FrameLevelMetrics:
             "required": {
                 "images": ("IMAGE", {"tooltip": "Decoded PIXEL frames of the video, in order."}),
                 "frame_prompts": ("STRING", {"multiline": True, "default": "",
-                                             "tooltip": "Frame prompts in the paper's JSON {\"1\": ..., \"N\": "
-                                                        "...}; prompt i is scored on the i-th of N equal spans "
-                                                        "of the pixel frames."}),
+                                             "tooltip": "The story, written as for FrameLevelPromptSchedule (e.g. "
+                                                        "the paper's JSON with 1-based LATENT frame keys) and read "
+                                                        "the same way over the video's latent frames; each run of "
+                                                        "equal prompts is scored on its own PIXEL frames."}),
                 "checkpoint_path": ("STRING", {"default": "",
                                                "tooltip": "Local folder of a transformers CLIP checkpoint "
                                                           "(config.json, weights, tokenizer)."}),
@@ -176,42 +179,45 @@ class FrameLevelMetrics:
                                               "tooltip": "PIXEL frames embedded (and averaged) per prompt, "
                                                          "spread over its span; 1 = the span's centre."}),
                 "device": (["cpu", "cuda"], {"default": "cpu", "tooltip": "Where the CLIP model runs."}),
+                **story_reading_inputs(),
             },
         }
 
     def score(self, images, frame_prompts, checkpoint_path, video_prompt="", normalize="row",
-              frames_per_prompt=1, device="cpu"):
+              frames_per_prompt=1, device="cpu", format="auto", key_unit="pixel", fps=16.0):
         from .story.embedders import load_embedder
         from .story.evaluate import MetricsOptions, evaluate_video
 
-        frames, prompts = _check_metrics_inputs(images, frame_prompts, checkpoint_path)
+        frames, spans = _check_metrics_inputs(images, frame_prompts, checkpoint_path,
+                                              dict(fmt=format, key_unit=key_unit, fps=fps))
         options = MetricsOptions(normalize=normalize, frames_per_prompt=int(frames_per_prompt))
-        report = evaluate_video(frames, prompts, load_embedder(checkpoint_path, device), video_prompt, options)
+        report = evaluate_video(frames, spans, load_embedder(checkpoint_path, device), video_prompt, options)
         video = float("nan") if report.video_consistency is None else report.video_consistency
         return (report.format(), report.confusion_degree, report.frame_consistency, video)
 
 
-def _check_metrics_inputs(images, frame_prompts, checkpoint_path):
+def _check_metrics_inputs(images, frame_prompts, checkpoint_path, reading: dict):
+    """(pixel frames, story spans) or an error naming the input, before any model is loaded."""
     import numpy as np
 
-    from .story.evaluate import read_frame_prompts
+    from .story.evaluate import story_spans
 
+    frames = np.asarray(images.cpu() if hasattr(images, "cpu") else images)
+    require(frames.ndim == 4 and frames.shape[-1] >= 3, "images", tuple(frames.shape),
+            "not an IMAGE batch (frames, height, width, 3)", "connect decoded video frames")
+    require(len(frames) >= 1, "images", 0, "the video has no frames", "connect decoded video frames")
     try:
-        prompts = read_frame_prompts(frame_prompts or "")
-    except ValueError as error:
-        raise FrameLevelInputError("frame_prompts", frame_prompts, str(error),
-                                   'give JSON like {"1": "...", "2": "..."}') from None
+        spans = story_spans(frame_prompts or "", len(frames), **reading)
+    except PromptScheduleError as error:
+        problem, _, fix = str(error).partition(" Fix: ")
+        raise FrameLevelInputError("frame_prompts", frame_prompts, problem.rstrip("."), fix.rstrip(".") or
+                                   "write the story as for FrameLevelPromptSchedule over this video's length"
+                                   ) from None
     folder = Path(str(checkpoint_path or "")).expanduser()
     require(bool(str(checkpoint_path).strip()) and (folder / "config.json").is_file(), "checkpoint_path",
             checkpoint_path, "is not a local CLIP folder with config.json",
             "point it at a folder saved by CLIPModel.save_pretrained (nothing is downloaded)")
-    frames = np.asarray(images.cpu() if hasattr(images, "cpu") else images)
-    require(frames.ndim == 4 and frames.shape[-1] >= 3, "images", tuple(frames.shape),
-            "not an IMAGE batch (frames, height, width, 3)", "connect decoded video frames")
-    require(len(frames) >= len(prompts), "images", len(frames),
-            f"fewer pixel frames than the {len(prompts)} frame prompts",
-            "score the full decoded video, or fewer prompts")
-    return frames, prompts
+    return frames, spans
 
 
 NODE_CLASS_MAPPINGS = {

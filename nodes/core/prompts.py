@@ -73,6 +73,14 @@ class PromptSchedule:
                 out.append((f, f, prompt))
         return out
 
+    def pixel_runs(self, pixel_frames: int) -> list[tuple[int, int, str]]:
+        """(first pixel frame, end pixel frame exclusive, prompt) of each run, for a decoded video of
+        `pixel_frames` frames; the last run also takes the trailing frames a non-4k+1 video has."""
+        spans = [(fm.pixel_range_of_latent(first)[0], fm.pixel_range_of_latent(last)[-1] + 1, prompt)
+                 for first, last, prompt in self.runs()]
+        first, _, prompt = spans[-1]
+        return spans[:-1] + [(first, pixel_frames, prompt)]
+
     def preview(self, width: int = 100) -> str:
         """Readable table of the schedule: latent range, pixel range, time, prompt."""
         lines = [f"{self.latent_frames} latent frames = {fm.pixel_count(self.latent_frames)} pixel frames "
