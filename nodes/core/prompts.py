@@ -94,6 +94,17 @@ class PromptSchedule:
         return "\n".join(lines)
 
 
+def paper_json(per_latent) -> str:
+    """The paper's JSON object of one prompt per latent frame: a 1-based LATENT key where the prompt
+    changes (each prompt holds until the next key), one entry per line. Compiling it over
+    len(per_latent) latent frames gives `per_latent` back."""
+    story: dict[str, str] = {}
+    for latent, prompt in enumerate(per_latent):
+        if latent == 0 or prompt != per_latent[latent - 1]:
+            story[str(latent + 1)] = prompt
+    return json.dumps(story, ensure_ascii=False, indent=1)
+
+
 def fit_index(index, latent_frames: int) -> list[int]:
     """Per-frame prompt index laid over a latent of `latent_frames` frames.
 
