@@ -13,6 +13,7 @@ import pytest
 from comfyui_framelevel.nodes import story_nodes
 from comfyui_framelevel.nodes.core import frames as fm
 from comfyui_framelevel.nodes.core.prompts import compile_prompt_schedule
+from comfyui_framelevel.nodes.core.story.render import STYLES
 from comfyui_framelevel.nodes.story_nodes import FrameLevelMetrics, FrameLevelPromptExpand
 from comfyui_framelevel.nodes.validation import FrameLevelInputError
 from story_helpers import Reply, ScriptedServer, chat_body, cli_command, make_video, save_tiny_clip
@@ -50,6 +51,7 @@ def expand_inputs(server, **overrides) -> dict:
     (dict(beats=6), "beats"),  # 17 pixel frames = 5 latent frames
     (dict(api_key_env="STORY_NODE_NO_SUCH_KEY"), "api_key_env"),
     (dict(system_prompt="Write {count} prompts for {unknown}"), "system_prompt"),
+    (dict(syntax="yaml"), "syntax"),
 ])
 def test_bad_inputs_fail_before_any_request(overrides, input_name):
     with ScriptedServer([Reply(chat_body("{}"))]) as server:
@@ -79,6 +81,20 @@ def test_beats_are_spread_over_the_latent_frames():
         text, latent_frames = FrameLevelPromptExpand().expand(**expand_inputs(server, length=21, beats=2))
     schedule = compile_prompt_schedule(text, length=21)
     assert latent_frames == 6 and list(schedule.prompts) == [beats["1"]] * 3 + [beats["2"]] * 3
+
+
+@pytest.mark.parametrize("syntax", list(STYLES))
+@pytest.mark.parametrize("beats", [0, 3])
+def test_expand_writes_every_syntax_and_it_reads_back(syntax, beats):
+    count = beats or 6  # 21 pixel frames = 6 latent frames
+    reply = {str(i): f"medium shot, the same red fox, beat {i}" for i in range(1, count + 1)}
+    with ScriptedServer([Reply(chat_body(json.dumps(reply)))]) as server:
+        text, latent_frames = FrameLevelPromptExpand().expand(**expand_inputs(server, length=21, beats=beats,
+                                                                              syntax=syntax, fps=12.0))
+    schedule = compile_prompt_schedule(text, length=21, fps=12.0)
+    assert schedule.source_format == STYLES[syntax] and latent_frames == 6
+    spread = [reply[str(f * count // 6 + 1)] for f in range(6)]
+    assert list(schedule.prompts) == spread and all("beat" in p for p in schedule.unique)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.story.render import render_story
 from ..core.story.spread import spread_evenly
 from .client import ChatClient
 from .json_repair import FramePromptsError, frame_prompt_schema, parse_frame_prompts
@@ -101,3 +102,12 @@ def spread_beats(beats: dict[str, str], frames: int) -> dict[str, str]:
     even-spread rule (nodes/core/story/spread.py): each beat covers a contiguous run of frames."""
     ordered = [beats[str(n)] for n in range(1, len(beats) + 1)]
     return {str(f + 1): prompt for f, prompt in enumerate(spread_evenly(ordered, frames))}
+
+
+def expansion_text(prompts: dict[str, str], latent_frames: int, syntax: str = "json", fps: float = 16.0) -> str:
+    """The expanded prompts (N beats or one per latent frame) as story text in `syntax`, spread over
+    `latent_frames` latent frames; `render_story` reads it back and refuses text that would not give
+    the same prompts."""
+    per_latent = list(prompts.values()) if len(prompts) == latent_frames else \
+        list(spread_beats(prompts, latent_frames).values())
+    return render_story(per_latent, syntax, fps=fps)
