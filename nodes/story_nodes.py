@@ -11,9 +11,9 @@ from pathlib import Path
 
 from .core import frames as fm
 from .core.prompts import PromptScheduleError
+from .core.story.render import STYLES
 from .prompt_nodes import story_reading_inputs
 from .story.client import ChatClient, ClientOptions
-from .core.story.render import STYLES
 from .story.expand import ExpandOptions, expand_prompt, expansion_key, expansion_text, system_prompt_for
 from .validation import FrameLevelInputError, require
 
