@@ -71,7 +71,8 @@ def test_prompt_relay_spans_weights_and_lines():
 def test_prompt_relay_blocks():
     blocks = "Scene 1:\na man\nwalks\n\nScene 2: he stops\nScene 3:\nhe runs"
     assert runs(blocks) == [(0, 6, "a man walks"), (7, 13, "he stops"), (14, 20, "he runs")]
-    assert runs("Part one 1-2:\na\nPart one 2-5:\nb", 8) == [(0, 1, "a"), (2, 7, "b")]  # 1:3
+    assert runs("Part 1-2:\na\nPart 2-5:\nb", 8) == [(0, 1, "a"), (2, 7, "b")]  # 1:3
+    assert runs("The year 1920: a man\nwalks", 2) == [(0, 0, "The year 1920: a man"), (1, 1, "walks")]  # no header
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -168,7 +169,9 @@ def test_mixed_syntaxes_are_refused_with_both_places(text, first, second):
 
 def test_explicit_format_overrides_detection_but_lets_no_mark_through():
     assert runs("Scene 1: a\nScene 2: b", 2, fmt="prompt_relay") == [(0, 0, "a"), (1, 1, "b")]
-    raises("Scene 1: a\nScene 2: b", "starts with a Prompt Relay block header", 2, fmt="lines")
+    raises("Scene 1: a\nScene 2: b", "line 1: the prompt 'Scene 1: a' holds a block header ('Scene 1:')", 2,
+           fmt="lines")
+    raises("12: a\n30: b", "holds a keyframe number ('12:')", 2, fmt="lines")
     raises("a | b", "holds a | separator", fmt="lines")
     raises('{"1": "a | b"}', "key \"1\": the prompt 'a | b' holds a | separator", fmt="json")
     raises("0: [2s: a]", "holds a FramePack timestamp", fmt="keyframes")

@@ -28,7 +28,7 @@ __all__ = ["FORMATS", "KEY_UNITS", "LENGTH_UNITS", "PromptSchedule", "PromptSche
            "compile_prompt_schedule", "compile_story", "detect_format", "fit_index", "paper_json"]
 
 
-def compile_prompt_schedule(text: str, length: int = 81, unit: str = "pixel", **reading) -> PromptSchedule:
+def compile_prompt_schedule(text: str, length: int = 81, unit: str = "pixel", **settings) -> PromptSchedule:
     """compile_story with keyword settings: length/unit (pixel or latent frames), fps, fmt, key_unit,
     prefix, suffix, global_prompt (see StoryOptions)."""
-    return compile_story(text, StoryOptions(length=length, length_unit=unit, **reading))
+    return compile_story(text, StoryOptions(length=length, length_unit=unit, **settings))

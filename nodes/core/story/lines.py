@@ -5,19 +5,14 @@ from __future__ import annotations
 
 from .errors import PromptScheduleError
 from .layout import Layout, Piece
-from .markers import HEADER, KEYFRAME_LINE
+from .markers import KEYFRAME_LINE
 from .reading import Reading
-from .text import clean_prompt, content_lines, shown
+from .text import clean_prompt, content_lines
 
 
 def read_plain_lines(text: str, reading: Reading) -> Layout:
-    pieces = []
-    for number, line in content_lines(text):
-        if HEADER.match(line):
-            raise PromptScheduleError(f"line {number}: {shown(line)} starts with a Prompt Relay block header, which "
-                                      "would reach the text encoder. Fix: choose the prompt_relay format (or auto), "
-                                      "or remove the header")
-        pieces.append(Piece(clean_prompt(line, f"line {number}"), f"line {number}"))
+    """One prompt per line (a header or keyframe number left at a line's start is refused later)."""
+    pieces = [Piece(clean_prompt(line, f"line {number}"), f"line {number}") for number, line in content_lines(text)]
     return Layout(tuple(pieces), timed=False)
 
 

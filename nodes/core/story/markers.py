@@ -13,8 +13,7 @@ NUMBER = r"\d+(?:\.\d+)?"
 HOLOCINE_TAG = re.compile(r"\[\s*(?P<tag>global caption|per shot caption|shot cut)\s*\]", re.IGNORECASE)
 TIMESTAMP = re.compile(rf"\[\s*(?P<start>{NUMBER})\s*s\s*(?:-\s*(?P<end>{NUMBER})\s*s\s*)?(?P<close>[:\]])")
 RELAY_TAG = re.compile(rf"\[\s*(?P<a>{NUMBER})\s*(?:-\s*(?P<b>{NUMBER})\s*)?\]")
-HEADER = re.compile(r"^\s*(?P<label>[^\W\d_]+(?:[ \t]+[^\W\d_]+){0,2})[ \t]+(?P<a>\d+)(?:[ \t]*-[ \t]*(?P<b>\d+))?"
-                    r"[ \t]*:(?P<rest>.*)$")
+HEADER = re.compile(r"^\s*(?P<label>[^\W\d_]+)[ \t]+(?P<a>\d+)(?:[ \t]*-[ \t]*(?P<b>\d+))?[ \t]*:(?P<rest>.*)$")
 KEYFRAME_LINE = re.compile(r'^\s*"?(?P<key>[+-]?\d+(?:\.\d+)?)"?\s*:\s*(?P<text>.*?)\s*,?\s*$')
 
 # syntax name, what users call its mark, the pattern finding it inside one line
