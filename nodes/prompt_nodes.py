@@ -15,6 +15,24 @@ EXAMPLE_STORY = """{
 }"""
 
 
+def story_reading_inputs() -> dict:
+    """Inputs that decide how story text is read; the same in every node that reads a story."""
+    return {
+        "format": (list(FORMATS), {"default": "auto", "tooltip":
+                   "Syntax of the text. auto detects it (the preview says which) and refuses text that mixes "
+                   "syntaxes: json {\"1\": ...} (1-based LATENT frame keys), list [...], keyframes `0: text` / "
+                   "\"16\": \"text\", (FizzNodes), lines, pipes a | b (WanVideoWrapper), prompt_relay "
+                   "(text [0-50] | ..., text [2], `Scene 1:` blocks), framepack (base [2s: text] [3s-5s: text]), "
+                   "holocine ([global caption] ... [per shot caption] ... [shot cut] ...)."}),
+        "key_unit": (list(KEY_UNITS), {"default": "pixel", "tooltip":
+                     "Unit of keyframe-line keys: latent frames, pixel frames or seconds (0-based). "
+                     "Not used by the JSON object format, whose keys are 1-based latent frames."}),
+        "fps": ("FLOAT", {"default": 16.0, "min": 0.1, "max": 240.0, "step": 0.1, "tooltip":
+                "Frames per second of the video (Wan 2.1: 16); used for keys in seconds and the "
+                "preview."}),
+    }
+
+
 def _adapter():
     from . import comfy_adapter  # imported when a node runs: only this module imports comfy
     return comfy_adapter
@@ -22,9 +40,11 @@ def _adapter():
 
 class FrameLevelPromptSchedule:
     DESCRIPTION = ("Turns story text into one prompt per latent frame (Wan: 81 pixel frames = 21 latent "
-                   "frames). Accepts the paper's JSON {\"1\": ...} (1-based latent frames), a JSON list or "
-                   "plain lines (spread evenly), or keyframe lines `0: text` in latent frames, pixel "
-                   "frames or seconds. A prompt holds until the next keyframe.")
+                   "frames). Reads the paper's JSON {\"1\": ...} (1-based latent frames, a prompt holds until the "
+                   "next key), JSON lists and plain lines, keyframe lines (FizzNodes), `a | b` (WanVideoWrapper), "
+                   "Prompt Relay spans, weights and `Scene 1:` blocks, FramePack timestamps [2s: ...] and "
+                   "HoloCine shots; the syntax is detected (or chosen), no syntax mark reaches the text encoder, "
+                   "and the timeline under the text shows every prompt's span while you type.")
     CATEGORY = CATEGORY
     FUNCTION = "compile"
     RETURN_TYPES = (FRAME_PROMPTS, "STRING")
@@ -37,8 +57,9 @@ class FrameLevelPromptSchedule:
         return {
             "required": {
                 "text": ("STRING", {"multiline": True, "default": EXAMPLE_STORY, "tooltip":
-                         "Story text. JSON object keys are 1-based LATENT frames; keyframe-line keys are "
-                         "0-based in the unit chosen by key_unit; plain lines are spread evenly."}),
+                         "Story text in any syntax of the format input. JSON object keys are 1-based LATENT "
+                         "frames; keyframe-line keys are 0-based in the unit chosen by key_unit; timestamps are "
+                         "seconds; lists, lines, | prompts and HoloCine shots are spread evenly."}),
                 "length": ("INT", {"default": 81, "min": 1, "max": 100000, "tooltip":
                            "Length of the video, in the unit chosen by length_unit (81 pixel frames = 21 "
                            "latent frames; Wan clips have 4k+1 pixel frames)."}),
@@ -46,27 +67,23 @@ class FrameLevelPromptSchedule:
                                 "Whether length counts pixel frames or latent frames."}),
             },
             "optional": {
-                "format": (list(FORMATS), {"default": "auto", "tooltip":
-                           "How to read the text; auto detects {...} JSON, [...] lists, `key: text` "
-                           "keyframe lines and plain lines."}),
-                "key_unit": (list(KEY_UNITS), {"default": "pixel", "tooltip":
-                             "Unit of keyframe-line keys: latent frames, pixel frames or seconds (0-based). "
-                             "Not used by the JSON object format, whose keys are 1-based latent frames."}),
-                "fps": ("FLOAT", {"default": 16.0, "min": 0.1, "max": 240.0, "step": 0.1, "tooltip":
-                        "Frames per second of the video (Wan 2.1: 16); used for keys in seconds and the "
-                        "preview."}),
+                **story_reading_inputs(),
                 "prefix": ("STRING", {"default": "", "multiline": False, "tooltip":
                            "Text put before every frame prompt (style, subject description)."}),
                 "suffix": ("STRING", {"default": "", "multiline": False, "tooltip":
                            "Text put after every frame prompt."}),
+                "global_prompt": ("STRING", {"default": "", "multiline": True, "tooltip":
+                                  "Scene-wide text (characters, place, style) joined before every frame prompt, "
+                                  "ahead of a HoloCine [global caption] and the prefix."}),
             },
         }
 
     def compile(self, text, length, length_unit, format="auto", key_unit="pixel", fps=16.0,
-                prefix="", suffix=""):
+                prefix="", suffix="", global_prompt=""):
         # PromptScheduleError names the line, the value and the fix; it fails before any model work.
         schedule = compile_prompt_schedule(text, length=length, unit=length_unit, fps=fps, fmt=format,
-                                           key_unit=key_unit, prefix=prefix, suffix=suffix)
+                                           key_unit=key_unit, prefix=prefix, suffix=suffix,
+                                           global_prompt=global_prompt)
         return (schedule, schedule.preview())
 
 

@@ -10,9 +10,11 @@ import os
 from pathlib import Path
 
 from .core import frames as fm
+from .core.prompts import PromptScheduleError
+from .core.story.render import STYLES
+from .prompt_nodes import story_reading_inputs
 from .story.client import ChatClient, ClientOptions
-from .story.expand import ExpandOptions, expand_prompt, expansion_key, spread_beats, system_prompt_for
-from .story.json_repair import frame_prompts_to_json
+from .story.expand import ExpandOptions, expand_prompt, expansion_key, expansion_text, system_prompt_for
 from .validation import FrameLevelInputError, require
 
 CATEGORY = "FrameLevel/Story"
@@ -60,6 +62,15 @@ def _expand_inputs() -> dict:
             "system_prompt": ("STRING", {"multiline": True, "default": "",
                                          "tooltip": "Replace the built-in system prompt; may use {count}, "
                                                     "{min_words}, {max_words}. Empty = built-in."}),
+            "syntax": (list(STYLES), {"default": "json",
+                                      "tooltip": "Syntax of the output text: the paper's json (1-based LATENT "
+                                                 "frame keys), list, lines, pipes (a | b), keyframes / fizznodes "
+                                                 "(PIXEL frame keys), prompt_relay spans or blocks, framepack "
+                                                 "timestamps (seconds at fps), holocine shots. It is read back by "
+                                                 "the schedule compiler before it is output."}),
+            "fps": ("FLOAT", {"default": 16.0, "min": 0.1, "max": 240.0, "step": 0.1,
+                              "tooltip": "Frames per second for framepack timestamps; give the schedule node "
+                                         "the same fps."}),
         },
     }
 
@@ -68,14 +79,15 @@ class FrameLevelPromptExpand:
     """Story -> frame-level prompts with a chat model, in the paper's JSON format."""
 
     DESCRIPTION = ("Asks an OpenAI-compatible chat model to turn a story into one self-contained prompt per "
-                   "latent frame (shot size and camera angle included, recurring subjects described the "
-                   "same way), validates and repairs the reply, and outputs the paper's JSON "
-                   "{\"1\": ..., \"N\": ...} for FrameLevelPromptSchedule. Edit the text freely afterwards.")
+                   "latent frame or story beat (shot size and camera angle included, recurring subjects described "
+                   "the same way), validates and repairs the reply, and writes it for FrameLevelPromptSchedule in "
+                   "the syntax you choose (the paper's JSON by default), checked by reading it back. Edit the "
+                   "text freely afterwards.")
     CATEGORY = CATEGORY
     FUNCTION = "expand"
     RETURN_TYPES = ("STRING", "INT")
     RETURN_NAMES = ("frame_prompts", "latent_frames")
-    OUTPUT_TOOLTIPS = ("Frame prompts as JSON keyed by 1-based LATENT frame; connect to "
+    OUTPUT_TOOLTIPS = ("Story text in the chosen syntax (json: keyed by 1-based LATENT frame); connect to "
                        "FrameLevelPromptSchedule's text.", "Number of LATENT frames the prompts cover.")
 
     @classmethod
@@ -98,14 +110,13 @@ class FrameLevelPromptExpand:
                                                        length=length, beats=beats, seed=seed,
                                                        temperature=temperature, **optional)
         prompts = expand_prompt(video_prompt, client, options)
-        if options.count != latent_frames:
-            prompts = spread_beats(prompts, latent_frames)
-        return (frame_prompts_to_json(prompts), latent_frames)
+        return (expansion_text(prompts, latent_frames, optional.get("syntax", "json"),
+                               float(optional.get("fps", 16.0))), latent_frames)
 
 
 def _expand_setup(video_prompt="", base_url=DEFAULT_BASE_URL, model="", length=81, beats=0, seed=0,
                   temperature=0.3, api_key_env="", max_tokens=4096, timeout_s=120.0, max_retries=3,
-                  structured_output=True, use_cache=True, system_prompt="", **_ignored):
+                  structured_output=True, use_cache=True, system_prompt="", syntax="json", fps=16.0, **_ignored):
     """Validate every input (no network) and build the client and options."""
     require(isinstance(video_prompt, str) and bool(video_prompt.strip()), "video_prompt", video_prompt,
             "the story is empty", "write the story to split into frame prompts")
@@ -124,6 +135,8 @@ def _expand_setup(video_prompt="", base_url=DEFAULT_BASE_URL, model="", length=8
             "names an environment variable that is not set",
             f"export {key_name}=<key> before starting ComfyUI, or leave api_key_env empty")
     require(0.0 <= float(temperature) <= 2.0, "temperature", temperature, "outside 0..2", "use e.g. 0.3")
+    require(syntax in STYLES, "syntax", syntax, "is not a syntax the schedule reads", f"use one of {', '.join(STYLES)}")
+    require(float(fps) > 0, "fps", fps, "must be > 0", "give the video's frame rate, e.g. 16")
     client = ChatClient(ClientOptions(base_url=base_url, model=model.strip(), api_key_env=key_name,
                                       timeout_s=float(timeout_s), max_retries=int(max_retries)))
     try:
@@ -157,9 +170,10 @@ class FrameLevelMetrics:
             "required": {
                 "images": ("IMAGE", {"tooltip": "Decoded PIXEL frames of the video, in order."}),
                 "frame_prompts": ("STRING", {"multiline": True, "default": "",
-                                             "tooltip": "Frame prompts in the paper's JSON {\"1\": ..., \"N\": "
-                                                        "...}; prompt i is scored on the i-th of N equal spans "
-                                                        "of the pixel frames."}),
+                                             "tooltip": "The story, written as for FrameLevelPromptSchedule (e.g. "
+                                                        "the paper's JSON with 1-based LATENT frame keys) and read "
+                                                        "the same way over the video's latent frames; each run of "
+                                                        "equal prompts is scored on its own PIXEL frames."}),
                 "checkpoint_path": ("STRING", {"default": "",
                                                "tooltip": "Local folder of a transformers CLIP checkpoint "
                                                           "(config.json, weights, tokenizer)."}),
@@ -176,42 +190,45 @@ class FrameLevelMetrics:
                                               "tooltip": "PIXEL frames embedded (and averaged) per prompt, "
                                                          "spread over its span; 1 = the span's centre."}),
                 "device": (["cpu", "cuda"], {"default": "cpu", "tooltip": "Where the CLIP model runs."}),
+                **story_reading_inputs(),
             },
         }
 
     def score(self, images, frame_prompts, checkpoint_path, video_prompt="", normalize="row",
-              frames_per_prompt=1, device="cpu"):
+              frames_per_prompt=1, device="cpu", format="auto", key_unit="pixel", fps=16.0):
         from .story.embedders import load_embedder
         from .story.evaluate import MetricsOptions, evaluate_video
 
-        frames, prompts = _check_metrics_inputs(images, frame_prompts, checkpoint_path)
+        frames, spans = _check_metrics_inputs(images, frame_prompts, checkpoint_path,
+                                              dict(fmt=format, key_unit=key_unit, fps=fps))
         options = MetricsOptions(normalize=normalize, frames_per_prompt=int(frames_per_prompt))
-        report = evaluate_video(frames, prompts, load_embedder(checkpoint_path, device), video_prompt, options)
+        report = evaluate_video(frames, spans, load_embedder(checkpoint_path, device), video_prompt, options)
         video = float("nan") if report.video_consistency is None else report.video_consistency
         return (report.format(), report.confusion_degree, report.frame_consistency, video)
 
 
-def _check_metrics_inputs(images, frame_prompts, checkpoint_path):
+def _check_metrics_inputs(images, frame_prompts, checkpoint_path, reading: dict):
+    """(pixel frames, story spans) or an error naming the input, before any model is loaded."""
     import numpy as np
 
-    from .story.evaluate import read_frame_prompts
+    from .story.evaluate import story_spans
 
+    frames = np.asarray(images.cpu() if hasattr(images, "cpu") else images)
+    require(frames.ndim == 4 and frames.shape[-1] >= 3, "images", tuple(frames.shape),
+            "not an IMAGE batch (frames, height, width, 3)", "connect decoded video frames")
+    require(len(frames) >= 1, "images", 0, "the video has no frames", "connect decoded video frames")
     try:
-        prompts = read_frame_prompts(frame_prompts or "")
-    except ValueError as error:
-        raise FrameLevelInputError("frame_prompts", frame_prompts, str(error),
-                                   'give JSON like {"1": "...", "2": "..."}') from None
+        spans = story_spans(frame_prompts or "", len(frames), **reading)
+    except PromptScheduleError as error:
+        problem, _, fix = str(error).partition(" Fix: ")
+        raise FrameLevelInputError("frame_prompts", frame_prompts, problem.rstrip("."), fix.rstrip(".") or
+                                   "write the story as for FrameLevelPromptSchedule over this video's length"
+                                   ) from None
     folder = Path(str(checkpoint_path or "")).expanduser()
     require(bool(str(checkpoint_path).strip()) and (folder / "config.json").is_file(), "checkpoint_path",
             checkpoint_path, "is not a local CLIP folder with config.json",
             "point it at a folder saved by CLIPModel.save_pretrained (nothing is downloaded)")
-    frames = np.asarray(images.cpu() if hasattr(images, "cpu") else images)
-    require(frames.ndim == 4 and frames.shape[-1] >= 3, "images", tuple(frames.shape),
-            "not an IMAGE batch (frames, height, width, 3)", "connect decoded video frames")
-    require(len(frames) >= len(prompts), "images", len(frames),
-            f"fewer pixel frames than the {len(prompts)} frame prompts",
-            "score the full decoded video, or fewer prompts")
-    return frames, prompts
+    return frames, spans
 
 
 NODE_CLASS_MAPPINGS = {

@@ -8,7 +8,6 @@ chromium`) and the Python package `playwright` (no `playwright install`: it driv
 from __future__ import annotations
 
 import copy
-import importlib.metadata
 import json
 import os
 import sys
@@ -18,11 +17,9 @@ from types import SimpleNamespace
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflows"))
 sys.path.insert(0, str(ROOT / "tests"))
 import ci_strict  # noqa: E402
 import frontend_support as fs  # noqa: E402
-import run_workflow  # noqa: E402
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
@@ -46,32 +43,8 @@ def server(tmp_path_factory):
         import playwright.sync_api  # noqa: F401
     except ImportError as err:
         ci_strict.unavailable(f"needs the Python package playwright ({err})")
-    comfy_dir = Path(os.environ["COMFYUI_PATH"])
-    tmp = tmp_path_factory.mktemp("frontend")
-    nodes_dir = tmp / "custom_nodes"
-    nodes_dir.mkdir()
-    (nodes_dir / "comfyui-framelevel").symlink_to(ROOT, target_is_directory=True)
-    # Empty model files (and 1x1 input images) named as the API workflows name them, so the loader
-    # dropdowns hold values the server lists and LoadImage's preview finds its image.
-    apis = [json.loads(p.read_text()) for p in sorted((ROOT / "workflows").glob("*.api.json"))]
-    wanted = fs.model_placeholders(apis, run_workflow.MODEL_INPUTS)
-    input_dir = fs.write_placeholders(tmp / "models", wanted)
-    config = tmp / "extra_paths.yaml"
-    config.write_text(fs.extra_paths_yaml(nodes_dir, tmp / "models", wanted))
-    try:
-        frontend_version = importlib.metadata.version("comfyui-frontend-package")
-    except importlib.metadata.PackageNotFoundError:
-        frontend_version = None
-    fs.seed_user_dir(tmp / "user", frontend_version)
-    instance = run_workflow.ComfyServer(
-        comfy_dir, sys.executable, cpu=True, log_path=tmp / "server.log",
-        extra_args=["--extra-model-paths-config", str(config), "--user-directory", str(tmp / "user"),
-                    "--input-directory", str(input_dir), "--output-directory", str(tmp / "output")])
-    try:
-        instance.wait_ready()
+    with fs.comfyui_server(Path(os.environ["COMFYUI_PATH"]), tmp_path_factory.mktemp("frontend")) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture(scope="module")
