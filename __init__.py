@@ -1,19 +1,24 @@
 """comfyui-framelevel: frame-level prompts, Diffusion Forcing and long multi-scene video for Wan.
 
-ComfyUI imports this folder as a package. Importing it only builds the node tables: no model code,
-no kernels, no trainer and no `comfy` module is imported until a node runs. Inside a running ComfyUI
-it also serves the frontend extension in web/ (the story timeline) and adds that timeline's route.
+ComfyUI imports this folder as a package and calls `comfy_entrypoint`, which hands it the pack's
+nodes as V3 nodes (through the versioned `comfy_api.v0_0_2`) and adds the story timeline's route
+to the running server. Importing the package itself only builds the node declarations: no model
+code, no kernels, no trainer and no `comfy` / `comfy_api` module is imported until ComfyUI asks.
+The frontend extension in web/ (the story timeline) is served from WEB_DIRECTORY.
 """
 
-import sys
-
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from .nodes import NODES, NODES_BY_ID
 
 WEB_DIRECTORY = "./web"
 
-if getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None) is not None:
-    from .nodes.server_routes import register_routes  # ComfyUI's server is up: add the timeline route
+
+async def comfy_entrypoint():
+    """ComfyUI's V3 entry point: the extension listing every node of the pack."""
+    from .nodes.comfy_nodes import FrameLevelExtension
+    from .nodes.server_routes import register_routes
 
     register_routes()
+    return FrameLevelExtension(list(NODES))
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+
+__all__ = ["NODES", "NODES_BY_ID", "WEB_DIRECTORY", "comfy_entrypoint"]

@@ -112,11 +112,11 @@ def speed_rows(comfy, rounds: int, steps: int, sizes: Sizes = SIZES):
     sigmas = calculate_sigmas(model, "simple", steps)
 
     euler = comfy.samplers.sampler_object("euler")
-    df = FrameLevelDiffusionForcingSampler().build(0.0, 1, "euler")[0]
-    pmwd = FrameLevelPMWDSampler().build(window, windows, 0, "flat", "euler", 0)[0]
-    pmwd_stacked = FrameLevelPMWDSampler().build(window, windows, 0, "flat", "euler", windows)[0]
-    pmwd_patch = FrameLevelPMWDModel().patch(model, window, windows, 0, "flat", 0)[0]
-    pmwd_patch_stacked = FrameLevelPMWDModel().patch(model, window, windows, 0, "flat", windows)[0]
+    df = FrameLevelDiffusionForcingSampler.execute(0.0, 1, "euler")[0]
+    pmwd = FrameLevelPMWDSampler.execute(window, windows, 0, "flat", "euler", 0)[0]
+    pmwd_stacked = FrameLevelPMWDSampler.execute(window, windows, 0, "flat", "euler", windows)[0]
+    pmwd_patch = FrameLevelPMWDModel.execute(model, window, windows, 0, "flat", 0)[0]
+    pmwd_patch_stacked = FrameLevelPMWDModel.execute(model, window, windows, 0, "flat", windows)[0]
     overlap = (windows * window - frames) // (windows - 1)
     ctx = ContextWindowsManualNode.execute(model, window, overlap, "standard_static", 1, False, "flat", dim=2)
     ctx = ctx[0] if isinstance(ctx, tuple) else ctx.result[0]
@@ -160,8 +160,8 @@ def memory_rows(comfy, device: str, sizes: Sizes = SIZES):
     frames, window, windows, size = 121, 21, 7, 8
     sigmas = calculate_sigmas(model, "simple", 1)
     euler = comfy.samplers.sampler_object("euler")
-    pmwd = FrameLevelPMWDSampler().build(window, windows, 0, "flat", "euler", 1)[0]
-    pmwd_patch = FrameLevelPMWDModel().patch(model, window, windows, 0, "flat", 1)[0]
+    pmwd = FrameLevelPMWDSampler.execute(window, windows, 0, "flat", "euler", 1)[0]
+    pmwd_patch = FrameLevelPMWDModel.execute(model, window, windows, 0, "flat", 1)[0]
     runs = {
         "one_window": lambda: run_custom(model, euler, plain, negative, latent(window, size), sigmas),
         "pmwd_sampler": lambda: run_custom(model, pmwd, plain, negative, latent(frames, size), sigmas),

@@ -24,6 +24,9 @@ import frontend_support as fs  # noqa: E402
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
 UI_WORKFLOWS = sorted(p for p in (ROOT / "workflows").glob("*.json") if not p.name.endswith(".api.json"))
+# Workflows saved by an earlier release (V1 nodes, before global_prompt): they must still load with
+# every node and every widget value, now that the nodes are V3.
+SAVED_BEFORE_V3 = sorted((ROOT / "tests" / "data" / "saved_workflows").glob("*.json"))
 READY_NODE = "FrameLevelPMWDSampler"
 FAKE_TYPE = "FrameLevelDoesNotExist"
 
@@ -78,7 +81,7 @@ def test_frontend_starts_without_console_errors(frontend):
     assert [str(p) for p in frontend.start_errors] == []
 
 
-@pytest.mark.parametrize("path", UI_WORKFLOWS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", UI_WORKFLOWS + SAVED_BEFORE_V3, ids=lambda p: p.name)
 def test_workflow_loads_with_every_node_and_no_console_error(frontend, path):
     workflow = json.loads(path.read_text())
     result, errors = load(frontend, workflow)

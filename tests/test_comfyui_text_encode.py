@@ -41,7 +41,7 @@ def comfy_nodes():
 
 def _schedule():
     from comfyui_framelevel.nodes.prompt_nodes import FrameLevelPromptSchedule
-    schedule, _ = FrameLevelPromptSchedule().compile("\n".join(STORY_LINES), LATENT_FRAMES, "latent",
+    schedule, _ = FrameLevelPromptSchedule.execute("\n".join(STORY_LINES), LATENT_FRAMES, "latent",
                                                      format="lines")
     return schedule
 
@@ -76,7 +76,7 @@ def test_each_distinct_prompt_goes_through_the_text_encoder_once(clip, monkeypat
     schedule = _schedule()
     assert len(schedule.prompts) == LATENT_FRAMES and len(set(schedule.prompts)) == 3
     calls = _count_encoder_calls(clip, monkeypatch)
-    (conditioning,) = FrameLevelTextEncode().encode(clip, schedule)
+    (conditioning,) = FrameLevelTextEncode.execute(clip, schedule)
     assert len(calls) == 3, f"{len(calls)} text-encoder passes for 3 distinct prompts"
     assert sorted(calls) == sorted(_ids(clip, prompt) for prompt in set(STORY_LINES))
     assert len(_frame_text(conditioning).contexts) == 3
@@ -85,7 +85,7 @@ def test_each_distinct_prompt_goes_through_the_text_encoder_once(clip, monkeypat
 def test_every_frame_gets_exactly_the_conditioning_of_clip_text_encode(clip, comfy_nodes):
     from comfyui_framelevel.nodes.prompt_nodes import FrameLevelTextEncode
     schedule = _schedule()
-    (conditioning,) = FrameLevelTextEncode().encode(clip, schedule)
+    (conditioning,) = FrameLevelTextEncode.execute(clip, schedule)
     frame_text = _frame_text(conditioning)
     reference = {prompt: comfy_nodes.CLIPTextEncode().encode(clip, prompt)[0][0][0][0]
                  for prompt in set(STORY_LINES)}

@@ -102,7 +102,7 @@ def test_paper_run_writes_the_dataset_drops_duplicates_and_shares_captions(tmp_p
         story = (folder / "captions.json").read_text()
         assert decoded_frame_count(folder / "clip.mp4") == 129 == record["pixel_frames"]
         # the story, the trainer's reading of its view and the schedule node give the same prompts
-        schedule, _ = FrameLevelPromptSchedule().compile(story, length=129, length_unit="pixel")
+        schedule, _ = FrameLevelPromptSchedule.execute(story, length=129, length_unit="pixel")
         texts, routing = distinct_frame_prompts(load_captions(out / "train" / f"{record['clip_id']}.json"), 33)
         captions = list(schedule.prompts)
         assert captions == [texts[i] for i in routing] == record["frame_captions"]

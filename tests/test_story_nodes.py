@@ -1,4 +1,4 @@
-"""Story nodes: V1 contract, validation before any network/model call, cache-aware IS_CHANGED,
+"""Story nodes: menu and outputs, validation before any network/model call, cache-aware fingerprint,
 the expand output feeding the schedule compiler, and the metrics node/CLI on a tiny local CLIP."""
 
 from __future__ import annotations
@@ -24,17 +24,11 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FRAMELEVEL_CACHE_DIR", str(tmp_path / "cache"))
 
 
-@pytest.mark.parametrize("node", list(story_nodes.NODE_CLASS_MAPPINGS.values()))
-def test_node_contract(node):
-    inputs = node.INPUT_TYPES()
-    assert set(inputs) == {"required", "optional"}
-    for group in inputs.values():
-        for name, spec in group.items():
-            assert spec[1].get("tooltip"), f"{node.__name__}.{name} has no tooltip"
-    assert node.CATEGORY == "FrameLevel/Story" and node.DESCRIPTION
-    assert len(node.RETURN_TYPES) == len(node.RETURN_NAMES) == len(node.OUTPUT_TOOLTIPS)
-    assert callable(getattr(node, node.FUNCTION))
-    assert set(story_nodes.NODE_DISPLAY_NAME_MAPPINGS) == set(story_nodes.NODE_CLASS_MAPPINGS)
+@pytest.mark.parametrize("node", story_nodes.NODES)
+def test_story_nodes_sit_in_the_story_menu_with_named_outputs(node):
+    schema = node.schema()
+    assert schema.category == "FrameLevel/Story"
+    assert all(output.name and output.name != output.io_type for output in schema.outputs)
 
 
 def expand_inputs(server, **overrides) -> dict:
@@ -56,7 +50,7 @@ def expand_inputs(server, **overrides) -> dict:
 def test_bad_inputs_fail_before_any_request(overrides, input_name):
     with ScriptedServer([Reply(chat_body("{}"))]) as server:
         with pytest.raises(FrameLevelInputError) as info:
-            FrameLevelPromptExpand().expand(**expand_inputs(server, **overrides))
+            FrameLevelPromptExpand.execute(**expand_inputs(server, **overrides))
     assert info.value.input_name == input_name and "Fix:" in str(info.value)
     assert server.requests == []
 
@@ -65,12 +59,12 @@ def test_expand_output_parses_into_the_schedule_and_is_cached():
     reply = {str(i): f"wide shot, eye level, the same red fox, step {i}" for i in range(1, 6)}
     with ScriptedServer([Reply(chat_body("```json\n" + json.dumps(reply) + "\n```"))]) as server:
         inputs = expand_inputs(server)
-        key = FrameLevelPromptExpand.IS_CHANGED(**inputs)
-        text, latent_frames = FrameLevelPromptExpand().expand(**inputs)
-        again, _ = FrameLevelPromptExpand().expand(**inputs)
-        assert FrameLevelPromptExpand.IS_CHANGED(**inputs) == key
-        assert FrameLevelPromptExpand.IS_CHANGED(**dict(inputs, seed=1)) != key
-        assert math.isnan(FrameLevelPromptExpand.IS_CHANGED(**dict(inputs, use_cache=False)))
+        key = FrameLevelPromptExpand.fingerprint_inputs(**inputs)
+        text, latent_frames = FrameLevelPromptExpand.execute(**inputs)
+        again, _ = FrameLevelPromptExpand.execute(**inputs)
+        assert FrameLevelPromptExpand.fingerprint_inputs(**inputs) == key
+        assert FrameLevelPromptExpand.fingerprint_inputs(**dict(inputs, seed=1)) != key
+        assert math.isnan(FrameLevelPromptExpand.fingerprint_inputs(**dict(inputs, use_cache=False)))
     assert latent_frames == 5 and again == text and len(server.chat_requests()) == 1
     assert list(compile_prompt_schedule(text, length=17).prompts) == list(reply.values())
 
@@ -78,7 +72,7 @@ def test_expand_output_parses_into_the_schedule_and_is_cached():
 def test_beats_are_spread_over_the_latent_frames():
     beats = {"1": "wide shot, a fox runs", "2": "close-up, the same fox sleeps"}
     with ScriptedServer([Reply(chat_body(json.dumps(beats)))]) as server:
-        text, latent_frames = FrameLevelPromptExpand().expand(**expand_inputs(server, length=21, beats=2))
+        text, latent_frames = FrameLevelPromptExpand.execute(**expand_inputs(server, length=21, beats=2))
     schedule = compile_prompt_schedule(text, length=21)
     assert latent_frames == 6 and list(schedule.prompts) == [beats["1"]] * 3 + [beats["2"]] * 3
 
@@ -89,7 +83,7 @@ def test_expand_writes_every_syntax_and_it_reads_back(syntax, beats):
     count = beats or 6  # 21 pixel frames = 6 latent frames
     reply = {str(i): f"medium shot, the same red fox, beat {i}" for i in range(1, count + 1)}
     with ScriptedServer([Reply(chat_body(json.dumps(reply)))]) as server:
-        text, latent_frames = FrameLevelPromptExpand().expand(**expand_inputs(server, length=21, beats=beats,
+        text, latent_frames = FrameLevelPromptExpand.execute(**expand_inputs(server, length=21, beats=beats,
                                                                               syntax=syntax, fps=12.0))
     schedule = compile_prompt_schedule(text, length=21, fps=12.0)
     assert schedule.source_format == STYLES[syntax] and latent_frames == 6
@@ -106,9 +100,9 @@ def tiny_clip(tmp_path_factory):
 def test_metrics_node_fails_before_loading_on_bad_inputs(tmp_path):
     images = np.zeros((9, 16, 16, 3), np.float32)  # 9 pixel frames = 3 latent frames
     with pytest.raises(FrameLevelInputError, match="checkpoint_path"):
-        FrameLevelMetrics().score(images, '{"1": "a", "2": "b"}', str(tmp_path / "missing"))
+        FrameLevelMetrics.execute(images, '{"1": "a", "2": "b"}', str(tmp_path / "missing"))
     with pytest.raises(FrameLevelInputError, match="frame_prompts") as info:
-        FrameLevelMetrics().score(images, '{"1": "a", "4": "b"}', str(tmp_path))
+        FrameLevelMetrics.execute(images, '{"1": "a", "4": "b"}', str(tmp_path))
     assert "past the end" in str(info.value) and "Fix:" in str(info.value)
 
 
@@ -128,7 +122,7 @@ def test_metrics_node_scores_each_prompt_on_its_own_latent_frames(tiny_clip):
     images = np.random.default_rng(0).random((12, 40, 40, 3)).astype(np.float32)
     # 12 pixel frames = 3 latent frames (+3 trailing pixel frames); "2" starts at latent frame 1.
     story = json.dumps({"1": "a red fox", "2": "a blue lake"})
-    report, cd, frame_consistency, video_consistency = FrameLevelMetrics().score(
+    report, cd, frame_consistency, video_consistency = FrameLevelMetrics.execute(
         images, story, str(tiny_clip), video_prompt="a fox by a lake")
     # runs: latent 0 = pixel frame 0; latents 1-2 = pixel frames 1-8 plus the trailing 9-11
     embedder = load_embedder(tiny_clip)
@@ -158,7 +152,7 @@ def shipped_stories():
 def test_metrics_node_accepts_every_shipped_story(tiny_clip, text, pixel_frames, fmt, key_unit, fps):
     images = np.random.default_rng(1).random((pixel_frames, 8, 8, 3)).astype(np.float32)
     schedule = compile_prompt_schedule(text, length=pixel_frames, fmt=fmt, key_unit=key_unit, fps=fps)
-    report, cd, _, _ = FrameLevelMetrics().score(images, text, str(tiny_clip), format=fmt, key_unit=key_unit,
+    report, cd, _, _ = FrameLevelMetrics.execute(images, text, str(tiny_clip), format=fmt, key_unit=key_unit,
                                                  fps=fps)
     numbers = json.loads(report[report.index("{"):])
     assert numbers["prompts"] == len(schedule.runs()) > 1 and numbers["pixel_frames"] == pixel_frames

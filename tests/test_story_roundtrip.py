@@ -20,6 +20,6 @@ def test_annotator_story_gives_the_same_prompts_in_trainer_and_schedule_node(opt
         assert len(set(frame_captions)) > 2
         story = clip_story(clip_record("clip", "video.mp4", plan, frame_captions, options.mode))
         texts, routing = distinct_frame_prompts(story_text(story), plan.latent_frames)
-        schedule, _ = FrameLevelPromptSchedule().compile(story, length=plan.pixel_frames, length_unit="pixel")
+        schedule, _ = FrameLevelPromptSchedule.execute(story, length=plan.pixel_frames, length_unit="pixel")
         assert [texts[i] for i in routing] == list(schedule.prompts) == frame_captions
         assert schedule.latent_frames == plan.latent_frames
