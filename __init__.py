@@ -1,11 +1,24 @@
 """comfyui-framelevel: frame-level prompts, Diffusion Forcing and long multi-scene video for Wan.
 
-ComfyUI imports this folder as a package. Importing it only builds the node tables: no model code,
-no kernels, no trainer and no `comfy` module is imported until a node runs.
+ComfyUI imports this folder as a package and calls `comfy_entrypoint`, which hands it the pack's
+nodes as V3 nodes (through the versioned `comfy_api.v0_0_2`) and adds the story timeline's route
+to the running server. Importing the package itself only builds the node declarations: no model
+code, no kernels, no trainer and no `comfy` / `comfy_api` module is imported until ComfyUI asks.
+The frontend extension in web/ (the story timeline) is served from WEB_DIRECTORY.
 """
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from .nodes import NODES, NODES_BY_ID
 
-WEB_DIRECTORY = None
+WEB_DIRECTORY = "./web"
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+
+async def comfy_entrypoint():
+    """ComfyUI's V3 entry point: the extension listing every node of the pack."""
+    from .nodes.comfy_nodes import FrameLevelExtension
+    from .nodes.server_routes import register_routes
+
+    register_routes()
+    return FrameLevelExtension(list(NODES))
+
+
+__all__ = ["NODES", "NODES_BY_ID", "WEB_DIRECTORY", "comfy_entrypoint"]

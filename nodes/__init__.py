@@ -1,12 +1,9 @@
-"""Node tables of the pack. Each family module holds thin V1 node classes; none imports comfy at
-import time (the ComfyUI glue, `comfy_adapter` and `comfy_experts`, is imported when a node runs)."""
+"""The pack's nodes. Each family module declares thin node classes (nodes/schema.py: V3-shaped
+schemas, no ComfyUI import); ComfyUI receives them as V3 nodes through `comfy_nodes` when it calls
+the pack's `comfy_entrypoint`. The ComfyUI glue (`comfy_adapter`, `comfy_experts`) is imported when
+a node runs."""
 
 from . import df_nodes, expert_nodes, long_video_nodes, prompt_nodes, story_nodes
 
-_FAMILIES = (prompt_nodes, df_nodes, long_video_nodes, expert_nodes, story_nodes)
-
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
-for _family in _FAMILIES:
-    NODE_CLASS_MAPPINGS.update(_family.NODE_CLASS_MAPPINGS)
-    NODE_DISPLAY_NAME_MAPPINGS.update(_family.NODE_DISPLAY_NAME_MAPPINGS)
+NODES = (*prompt_nodes.NODES, *df_nodes.NODES, *long_video_nodes.NODES, *expert_nodes.NODES, *story_nodes.NODES)
+NODES_BY_ID = {node.schema().node_id: node for node in NODES}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from .core.executor import SOLVERS, ExecutorOptions
 from .core.windows import FIFOOptions, PMWDOptions, SlidingOptions, fifo_plan, pmwd_plan, sliding_plan
+from .prompt_nodes import FRAME_PROMPTS
+from .schema import Boolean, Combo, Float, Int, Node, Output, Schema, Socket
 from .validation import require
 
 CATEGORY = "FrameLevel/Long video"
@@ -18,16 +20,15 @@ def _adapter():
     return comfy_adapter
 
 
-COMMON = {
-    "solver": (list(SOLVERS), {"default": "euler", "tooltip":
-               "Per-frame solver: euler or dpmpp_2m (second order, no extra model calls)."}),
-    "max_windows_per_batch": ("INT", {"default": 0, "min": 0, "max": 256, "tooltip":
-                              "Windows stacked into one model call. 0 = automatic: on a GPU as many as fit "
-                              "in free memory (ComfyUI's estimate), on the CPU one (stacking only slows a "
-                              "CPU). 1 = one window at a time (least memory)."}),
-}
-WINDOW = ("INT", {"default": 21, "min": 1, "max": 1000, "tooltip":
-                  "Window length in LATENT frames (21 = 81 pixel frames, Wan's training length)."})
+SOLVER = Combo("solver", SOLVERS, "euler",
+               tooltip="Per-frame solver: euler or dpmpp_2m (second order, no extra model calls).")
+WINDOWS_PER_CALL = Int("max_windows_per_batch", 0, min=0, max=256, tooltip=(
+    "Windows stacked into one model call. 0 = automatic: on a GPU as many as fit in free memory (ComfyUI's "
+    "estimate), on the CPU one (stacking only slows a CPU). 1 = one window at a time (least memory)."))
+COMMON = (SOLVER, WINDOWS_PER_CALL)
+WINDOW = Int("window", 21, min=1, max=1000,
+             tooltip="Window length in LATENT frames (21 = 81 pixel frames, Wan's training length).")
+SAMPLER_OUTPUT = (Output("SAMPLER", "SAMPLER", "Connect to SamplerCustomAdvanced's sampler input."),)
 
 
 def _sampler(planner, solver, max_windows_per_batch):
@@ -35,16 +36,15 @@ def _sampler(planner, solver, max_windows_per_batch):
     return (_adapter().plan_sampler(planner, options),)
 
 
-PMWD_INPUTS = {
-    "window": WINDOW,
-    "num_windows": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip":
-                    "K, the number of windows; 0 = derive it from overlap."}),
-    "overlap": ("INT", {"default": 5, "min": 0, "max": 999, "tooltip":
-                "Minimum overlap of neighbouring windows in LATENT frames (used when num_windows is 0)."}),
-    "fusion": (["flat", "pyramid", "linear"], {"default": "flat", "tooltip":
-               "Weights for averaging overlapping predictions: flat (the paper), pyramid, or linear "
-               "ramps over the overlap."}),
-}
+PMWD_INPUTS = (
+    WINDOW,
+    Int("num_windows", 0, min=0, max=1000, tooltip="K, the number of windows; 0 = derive it from overlap."),
+    Int("overlap", 5, min=0, max=999, tooltip=(
+        "Minimum overlap of neighbouring windows in LATENT frames (used when num_windows is 0).")),
+    Combo("fusion", ("flat", "pyramid", "linear"), "flat", tooltip=(
+        "Weights for averaging overlapping predictions: flat (the paper), pyramid, or linear ramps over the "
+        "overlap.")),
+)
 
 
 def _pmwd_options(window, num_windows, overlap, fusion) -> dict:
@@ -55,21 +55,19 @@ def _pmwd_options(window, num_windows, overlap, fusion) -> dict:
     return options
 
 
-class FrameLevelPMWDSampler:
-    DESCRIPTION = ("Parallel multi-window denoising (the paper's PMWD) as a SAMPLER for SamplerCustomAdvanced: K "
-                   "windows cover the whole video, all are denoised at every step (batched) and overlapping "
-                   "predictions are averaged, so no error accumulates. Window k starts at "
-                   "floor(k*(F-W)/(K-1)) latent frames. Frame prompts and anchors are honoured per window.")
-    CATEGORY = CATEGORY
-    FUNCTION = "build"
-    RETURN_TYPES = ("SAMPLER",)
-    OUTPUT_TOOLTIPS = ("Connect to SamplerCustomAdvanced's sampler input.",)
+class FrameLevelPMWDSampler(Node):
+    SCHEMA = Schema(
+        node_id="FrameLevelPMWDSampler", display_name="Frame-Level PMWD Sampler (parallel windows)",
+        category=CATEGORY,
+        description=(
+            "Parallel multi-window denoising (the paper's PMWD) as a SAMPLER for SamplerCustomAdvanced: K windows "
+            "cover the whole video, all are denoised at every step (batched) and overlapping predictions are "
+            "averaged, so no error accumulates. Window k starts at floor(k*(F-W)/(K-1)) latent frames. Frame "
+            "prompts and anchors are honoured per window."),
+        inputs=(*PMWD_INPUTS, *COMMON), outputs=SAMPLER_OUTPUT)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {**PMWD_INPUTS, **COMMON}}
-
-    def build(self, window, num_windows, overlap, fusion, solver, max_windows_per_batch):
+    def execute(cls, window, num_windows, overlap, fusion, solver, max_windows_per_batch):
         options = _pmwd_options(window, num_windows, overlap, fusion)
 
         def planner(sigmas, frames, anchors):
@@ -77,51 +75,45 @@ class FrameLevelPMWDSampler:
         return _sampler(planner, solver, max_windows_per_batch)
 
 
-class FrameLevelPMWDModel:
-    DESCRIPTION = ("PMWD for any sampler: patches a Wan MODEL so that every model evaluation denoises the K "
-                   "windows (batched) and returns their fused prediction. Stock KSampler / SamplerCustomAdvanced "
-                   "samplers (euler, uni_pc, dpmpp_2m, ...) then run the paper's parallel multi-window "
-                   "denoising. Apply after FrameLevelCrossAttention so each window gets the prompts of its own "
-                   "latent frames. The window layout is printed, and checked against the latent, before sampling.")
-    CATEGORY = CATEGORY
-    FUNCTION = "patch"
-    RETURN_TYPES = ("MODEL",)
-    OUTPUT_TOOLTIPS = ("The model with PMWD windows; connect it to any sampler. The input model is not changed.",)
+class FrameLevelPMWDModel(Node):
+    SCHEMA = Schema(
+        node_id="FrameLevelPMWDModel", display_name="Frame-Level PMWD Model Patch (any sampler)",
+        category=CATEGORY,
+        description=(
+            "PMWD for any sampler: patches a Wan MODEL so that every model evaluation denoises the K windows "
+            "(batched) and returns their fused prediction. Stock KSampler / SamplerCustomAdvanced samplers "
+            "(euler, uni_pc, dpmpp_2m, ...) then run the paper's parallel multi-window denoising. Apply after "
+            "FrameLevelCrossAttention so each window gets the prompts of its own latent frames. The window "
+            "layout is printed, and checked against the latent, before sampling."),
+        inputs=(Socket("MODEL", "model", tooltip="A Wan 2.1/2.2 model, ideally after FrameLevelCrossAttention."),
+                *PMWD_INPUTS, WINDOWS_PER_CALL),
+        outputs=(Output("MODEL", "MODEL", "The model with PMWD windows; connect it to any sampler. The input "
+                        "model is not changed."),))
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "A Wan 2.1/2.2 model, ideally after FrameLevelCrossAttention."}),
-            **PMWD_INPUTS,
-            "max_windows_per_batch": COMMON["max_windows_per_batch"],
-        }}
-
-    def patch(self, model, window, num_windows, overlap, fusion, max_windows_per_batch):
+    def execute(cls, model, window, num_windows, overlap, fusion, max_windows_per_batch):
         options = PMWDOptions(**_pmwd_options(window, num_windows, overlap, fusion))
         return (_adapter().apply_pmwd_model_patch(model, options, max_windows_per_batch),)
 
 
-class FrameLevelSlidingWindowSampler:
-    DESCRIPTION = ("Sequential sliding window (paper algorithm 1) as a SAMPLER: each window denoises `slide` new "
-                   "latent frames conditioned on the last window-slide latents of history, re-noised to "
-                   "history_sigma, until the video is complete.")
-    CATEGORY = CATEGORY
-    FUNCTION = "build"
-    RETURN_TYPES = ("SAMPLER",)
-    OUTPUT_TOOLTIPS = ("Connect to SamplerCustomAdvanced's sampler input.",)
+class FrameLevelSlidingWindowSampler(Node):
+    SCHEMA = Schema(
+        node_id="FrameLevelSlidingWindowSampler", display_name="Frame-Level Sliding Window Sampler",
+        category=CATEGORY,
+        description=(
+            "Sequential sliding window (paper algorithm 1) as a SAMPLER: each window denoises `slide` new latent "
+            "frames conditioned on the last window-slide latents of history, re-noised to history_sigma, until "
+            "the video is complete."),
+        inputs=(WINDOW,
+                Int("slide", 16, min=1, max=1000, tooltip=(
+                    "New LATENT frames per window; window - slide latent frames of history condition them.")),
+                Float("history_sigma", 0.0, min=0.0, max=0.99, step=0.01, tooltip=(
+                    "Noise level (sigma) the history latents are re-noised to each step; 0 = clean.")),
+                *COMMON),
+        outputs=SAMPLER_OUTPUT)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "window": WINDOW,
-            "slide": ("INT", {"default": 16, "min": 1, "max": 1000, "tooltip":
-                      "New LATENT frames per window; window - slide latent frames of history condition them."}),
-            "history_sigma": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99, "step": 0.01, "tooltip":
-                              "Noise level (sigma) the history latents are re-noised to each step; 0 = clean."}),
-            **COMMON,
-        }}
-
-    def build(self, window, slide, history_sigma, solver, max_windows_per_batch):
+    def execute(cls, window, slide, history_sigma, solver, max_windows_per_batch):
         require(1 <= slide <= window, "slide", slide, f"must be in 1..window ({window} latent frames)",
                 "use a slide between 1 and the window length")
 
@@ -131,55 +123,48 @@ class FrameLevelSlidingWindowSampler:
         return _sampler(planner, solver, max_windows_per_batch)
 
 
-class FrameLevelFIFOSampler:
-    DESCRIPTION = ("FIFO diffusion (paper algorithm 2) as a SAMPLER: a queue of latents with diagonally increasing "
-                   "noise; each step every latent moves one level down, the clean head leaves and fresh noise "
-                   "enters the tail with its own frame prompt. Starts from a Diffusion Forcing staircase. The "
-                   "SIGMAS must have window x partitions steps.")
-    CATEGORY = CATEGORY
-    FUNCTION = "build"
-    RETURN_TYPES = ("SAMPLER",)
-    OUTPUT_TOOLTIPS = ("Connect to SamplerCustomAdvanced's sampler input.",)
+class FrameLevelFIFOSampler(Node):
+    SCHEMA = Schema(
+        node_id="FrameLevelFIFOSampler", display_name="Frame-Level FIFO Sampler", category=CATEGORY,
+        description=(
+            "FIFO diffusion (paper algorithm 2) as a SAMPLER: a queue of latents with diagonally increasing noise; "
+            "each step every latent moves one level down, the clean head leaves and fresh noise enters the tail "
+            "with its own frame prompt. Starts from a Diffusion Forcing staircase. The SIGMAS must have window x "
+            "partitions steps."),
+        inputs=(WINDOW,
+                Int("partitions", 1, min=1, max=16, tooltip=(
+                    "Latent partitioning: noise levels per queue slot (steps = window x partitions).")),
+                Boolean("lookahead", False, tooltip=(
+                    "Lookahead denoising: also evaluate half-shifted windows (about 2x the model calls).")),
+                *COMMON),
+        outputs=SAMPLER_OUTPUT)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "window": WINDOW,
-            "partitions": ("INT", {"default": 1, "min": 1, "max": 16, "tooltip":
-                           "Latent partitioning: noise levels per queue slot (steps = window x partitions)."}),
-            "lookahead": ("BOOLEAN", {"default": False, "tooltip":
-                          "Lookahead denoising: also evaluate half-shifted windows (about 2x the model calls)."}),
-            **COMMON,
-        }}
-
-    def build(self, window, partitions, lookahead, solver, max_windows_per_batch):
+    def execute(cls, window, partitions, lookahead, solver, max_windows_per_batch):
         def planner(sigmas, frames, anchors):
             return fifo_plan(sigmas, frames, FIFOOptions(window=window, partitions=partitions, lookahead=lookahead,
                                                          anchors=tuple(anchors)))
         return _sampler(planner, solver, max_windows_per_batch)
 
 
-class FrameLevelScheduleView:
-    DESCRIPTION = ("Draws the plan of one of this pack's samplers before sampling: the noise level of every latent "
-                   "frame at every iteration (heat map), the anchors, and the prompt index per latent frame.")
-    CATEGORY = "FrameLevel/Debug"
-    FUNCTION = "draw"
-    RETURN_TYPES = ("IMAGE", "STRING")
-    RETURN_NAMES = ("picture", "summary")
-    OUTPUT_TOOLTIPS = ("The schedule picture (iteration x latent frame).",
-                       "Window layout and number of model evaluations, as text.")
+class FrameLevelScheduleView(Node):
+    SCHEMA = Schema(
+        node_id="FrameLevelScheduleView", display_name="Frame-Level Schedule View", category="FrameLevel/Debug",
+        description=(
+            "Draws the plan of one of this pack's samplers before sampling: the noise level of every latent frame "
+            "at every iteration (heat map), the anchors, and the prompt index per latent frame."),
+        inputs=(
+            Socket("SAMPLER", "sampler", tooltip="A sampler from this pack (Diffusion Forcing, PMWD, sliding, FIFO)."),
+            Socket("SIGMAS", "sigmas", tooltip="The base sigma schedule (e.g. BasicScheduler)."),
+            Socket("LATENT", "latent", tooltip="The video latent (its LATENT frame count and anchors are used)."),
+            Socket(FRAME_PROMPTS, "frame_prompts", optional=True,
+                   tooltip="Per-latent-frame prompts to show as a strip."),
+        ),
+        outputs=(Output("IMAGE", "picture", "The schedule picture (iteration x latent frame)."),
+                 Output("STRING", "summary", "Window layout and number of model evaluations, as text.")))
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "sampler": ("SAMPLER", {"tooltip": "A sampler from this pack (Diffusion Forcing, PMWD, sliding, FIFO)."}),
-            "sigmas": ("SIGMAS", {"tooltip": "The base sigma schedule (e.g. BasicScheduler)."}),
-            "latent": ("LATENT", {"tooltip": "The video latent (its LATENT frame count and anchors are used)."}),
-        }, "optional": {
-            "frame_prompts": ("FL_FRAME_PROMPTS", {"tooltip": "Per-latent-frame prompts to show as a strip."}),
-        }}
-
-    def draw(self, sampler, sigmas, latent, frame_prompts=None):
+    def execute(cls, sampler, sigmas, latent, frame_prompts=None):
         from .core.per_frame_sigma import anchors_from_mask
         from .core.plan import summarize_plan
         from .core.schedule_picture import render_schedule
@@ -195,17 +180,5 @@ class FrameLevelScheduleView:
         return (render_schedule(plan, prompt_index=index), summarize_plan(plan))
 
 
-NODE_CLASS_MAPPINGS = {
-    "FrameLevelPMWDSampler": FrameLevelPMWDSampler,
-    "FrameLevelPMWDModel": FrameLevelPMWDModel,
-    "FrameLevelSlidingWindowSampler": FrameLevelSlidingWindowSampler,
-    "FrameLevelFIFOSampler": FrameLevelFIFOSampler,
-    "FrameLevelScheduleView": FrameLevelScheduleView,
-}
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "FrameLevelPMWDSampler": "Frame-Level PMWD Sampler (parallel windows)",
-    "FrameLevelPMWDModel": "Frame-Level PMWD Model Patch (any sampler)",
-    "FrameLevelSlidingWindowSampler": "Frame-Level Sliding Window Sampler",
-    "FrameLevelFIFOSampler": "Frame-Level FIFO Sampler",
-    "FrameLevelScheduleView": "Frame-Level Schedule View",
-}
+NODES = (FrameLevelPMWDSampler, FrameLevelPMWDModel, FrameLevelSlidingWindowSampler, FrameLevelFIFOSampler,
+         FrameLevelScheduleView)

@@ -53,12 +53,12 @@ def build(steps: int):
     negative = cs.conditioning(cs.padded_context(None, 30, cs.TEXT_DIM, length=64, seed=1))
     sigmas = calculate_sigmas(high, "simple", steps)
     switch = switch_step(sigmas, 0.875)
-    experts = FrameLevelWanExperts().build(high, low, positive, negative, 0.875, 4.0, 3.0, "per_frame")[0]
+    experts = FrameLevelWanExperts.execute(high, low, positive, negative, 0.875, 4.0, 3.0, "per_frame")[0]
     one = comfy.samplers.CFGGuider(high)
     one.set_conds(positive, negative)
     one.set_cfg(4.0)
-    synchronous = FrameLevelDiffusionForcingSampler().build(0.0, 1, "euler")[0]
-    staircase = FrameLevelDiffusionForcingSampler().build(2.0, 1, "euler")[0]
+    synchronous = FrameLevelDiffusionForcingSampler.execute(0.0, 1, "euler")[0]
+    staircase = FrameLevelDiffusionForcingSampler.execute(2.0, 1, "euler")[0]
 
     def custom(guider, sampler):
         return SamplerCustomAdvanced().sample(Noise_RandomNoise(0), guider, sampler, sigmas, latent())

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Sampling benchmarks against stock ComfyUI, measured side by side in one run (ratios, not seconds).
 
-    COMFYUI_PATH=/path/to/ComfyUI python tests/bench_sampling.py [--rounds 5] [--threads 1]
+    COMFYUI_PATH=/path/to/ComfyUI python tests/bench_sampling.py [--rounds 5] [--threads 1] [--device cuda]
 
 Speed, on one tiny random Wan built through ComfyUI's classes (dim 256, 4 layers):
 * DF sampler (step size 0) time per model evaluation / stock Euler's        (target <= 1.05)
@@ -21,7 +21,9 @@ Peak = highest sum of live tensor bytes allocated during sampling (torch profile
 CUDA's max_memory_allocated when run on a GPU). Weights are loaded before and do not count.
 
 CPU timings on a shared machine are noisy: `--threads 1` (the default) keeps one busy neighbour
-from stalling every multi-threaded op, which otherwise dominates the ratios.
+from stalling every multi-threaded op, which otherwise dominates the ratios. `--device cuda` runs
+ComfyUI and the models on the GPU (the default when one is present); `--tiny` shrinks both models to
+check the script quickly (tests/run_gpu_checks.py --dry-run), its ratios mean nothing.
 """
 
 from __future__ import annotations
@@ -30,12 +32,27 @@ import argparse
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import comfy_support as cs
 import conftest  # noqa: F401  (loads the pack as comfyui_framelevel)
 import torch
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Model sizes: the tiny Wan of the speed part, the one-layer Wan of the memory part."""
+
+    speed: dict
+    memory: dict
+
+
+SIZES = Sizes(speed=dict(dim=256, num_heads=2, num_layers=4, ffn_dim=512),
+              memory=dict(dim=1536, num_heads=12, num_layers=1, ffn_dim=8960))
+TINY = Sizes(speed=dict(dim=32, num_heads=2, num_layers=1, ffn_dim=64),
+             memory=dict(dim=64, num_heads=2, num_layers=1, ffn_dim=128))
 
 
 def timed(fn):
@@ -54,10 +71,10 @@ def measure(variants: dict, rounds: int) -> dict:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def peak_tensor_bytes(fn) -> int:
+def peak_tensor_bytes(fn, device: str) -> int:
     """Highest total of live tensor bytes allocated while `fn` runs (allocations minus frees in
     time order; on CUDA the allocator's own peak)."""
-    if torch.cuda.is_available():
+    if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -79,14 +96,14 @@ def latent(frames, size=16):
     return {"samples": torch.zeros(1, 16, frames, size, size)}
 
 
-def speed_rows(comfy, rounds: int, steps: int):
+def speed_rows(comfy, rounds: int, steps: int, sizes: Sizes = SIZES):
     from comfy_extras.nodes_context_windows import ContextWindowsManualNode
     from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention, calculate_sigmas
     from comfyui_framelevel.nodes.df_nodes import FrameLevelDiffusionForcingSampler
     from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDModel, FrameLevelPMWDSampler
     from test_comfyui_diffusion_forcing import run_custom
 
-    model = cs.comfy_wan_from_dit(cs.tiny_dit(seed=0, dim=256, num_heads=2, num_layers=4, ffn_dim=512))
+    model = cs.comfy_wan_from_dit(cs.tiny_dit(seed=0, **sizes.speed))
     patched = apply_frame_level_cross_attention(model)
     contexts = [cs.padded_context(None, 20 + 7 * i, 32, length=64, seed=i) for i in range(6)]
     frames, window, windows = 21, 9, 3
@@ -95,11 +112,11 @@ def speed_rows(comfy, rounds: int, steps: int):
     sigmas = calculate_sigmas(model, "simple", steps)
 
     euler = comfy.samplers.sampler_object("euler")
-    df = FrameLevelDiffusionForcingSampler().build(0.0, 1, "euler")[0]
-    pmwd = FrameLevelPMWDSampler().build(window, windows, 0, "flat", "euler", 0)[0]
-    pmwd_stacked = FrameLevelPMWDSampler().build(window, windows, 0, "flat", "euler", windows)[0]
-    pmwd_patch = FrameLevelPMWDModel().patch(model, window, windows, 0, "flat", 0)[0]
-    pmwd_patch_stacked = FrameLevelPMWDModel().patch(model, window, windows, 0, "flat", windows)[0]
+    df = FrameLevelDiffusionForcingSampler.execute(0.0, 1, "euler")[0]
+    pmwd = FrameLevelPMWDSampler.execute(window, windows, 0, "flat", "euler", 0)[0]
+    pmwd_stacked = FrameLevelPMWDSampler.execute(window, windows, 0, "flat", "euler", windows)[0]
+    pmwd_patch = FrameLevelPMWDModel.execute(model, window, windows, 0, "flat", 0)[0]
+    pmwd_patch_stacked = FrameLevelPMWDModel.execute(model, window, windows, 0, "flat", windows)[0]
     overlap = (windows * window - frames) // (windows - 1)
     ctx = ContextWindowsManualNode.execute(model, window, overlap, "standard_static", 1, False, "flat", dim=2)
     ctx = ctx[0] if isinstance(ctx, tuple) else ctx.result[0]
@@ -115,7 +132,7 @@ def speed_rows(comfy, rounds: int, steps: int):
         "one_window": lambda: run_custom(model, euler, plain, negative, latent(window), sigmas),
     }
     t = measure(variants, rounds)
-    header = (f"speed: tiny Wan dim 256 x 4 layers, {frames} latent frames of 8x8 tokens, {windows} windows of "
+    header = (f"speed: tiny Wan dim {sizes.speed['dim']} x {sizes.speed['num_layers']} layers, {frames} latent frames of 8x8 tokens, {windows} windows of "
               f"{window}, {steps} steps, cfg 4, {rounds} interleaved rounds (medians)")
     return header, [
         ("DF sampler per model evaluation / stock Euler", t["df_step0"] / t["stock_euler"], 1.05),
@@ -132,19 +149,19 @@ def speed_rows(comfy, rounds: int, steps: int):
     ]
 
 
-def memory_rows(comfy):
+def memory_rows(comfy, device: str, sizes: Sizes = SIZES):
     from comfyui_framelevel.nodes.comfy_adapter import calculate_sigmas
     from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDModel, FrameLevelPMWDSampler
     from test_comfyui_diffusion_forcing import run_custom
 
-    model = cs.comfy_wan_from_dit(cs.tiny_dit(seed=0, dim=1536, num_heads=12, num_layers=1, ffn_dim=8960))
+    model = cs.comfy_wan_from_dit(cs.tiny_dit(seed=0, **sizes.memory))
     plain = cs.conditioning(cs.padded_context(None, 20, 32, length=64, seed=0))
     negative = cs.conditioning(cs.padded_context(None, 30, 32, length=64, seed=1))
     frames, window, windows, size = 121, 21, 7, 8
     sigmas = calculate_sigmas(model, "simple", 1)
     euler = comfy.samplers.sampler_object("euler")
-    pmwd = FrameLevelPMWDSampler().build(window, windows, 0, "flat", "euler", 1)[0]
-    pmwd_patch = FrameLevelPMWDModel().patch(model, window, windows, 0, "flat", 1)[0]
+    pmwd = FrameLevelPMWDSampler.execute(window, windows, 0, "flat", "euler", 1)[0]
+    pmwd_patch = FrameLevelPMWDModel.execute(model, window, windows, 0, "flat", 1)[0]
     runs = {
         "one_window": lambda: run_custom(model, euler, plain, negative, latent(window, size), sigmas),
         "pmwd_sampler": lambda: run_custom(model, pmwd, plain, negative, latent(frames, size), sigmas),
@@ -152,8 +169,8 @@ def memory_rows(comfy):
     }
     for fn in runs.values():   # warm-up: lazy loads and caches happen outside the measurement
         fn()
-    peak = {name: peak_tensor_bytes(fn) for name, fn in runs.items()}
-    header = (f"peak memory: Wan dim 1536 / ffn 8960 x 1 layer, {frames} latent frames of {size // 2}x{size // 2} "
+    peak = {name: peak_tensor_bytes(fn, device) for name, fn in runs.items()}
+    header = (f"peak memory: Wan dim {sizes.memory['dim']} / ffn {sizes.memory['ffn_dim']} x 1 layer, {frames} latent frames of {size // 2}x{size // 2} "
               f"tokens, {windows} windows of {window}, one window per model call, cfg 4; one window alone "
               f"peaks at {peak['one_window'] / 2**20:.1f} MiB")
     return header, [
@@ -168,16 +185,20 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, see above)")
     parser.add_argument("--only", choices=["speed", "memory"], help="run one of the two parts")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where ComfyUI runs the models (default: cuda when present)")
+    parser.add_argument("--tiny", action="store_true", help="tiny models: checks the script, measures nothing")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    comfy = cs.import_comfy()
+    comfy = cs.import_comfy(cpu=args.device == "cpu")
+    sizes = TINY if args.tiny else SIZES
     parts = []
     if args.only != "memory":
-        parts.append(speed_rows(comfy, args.rounds, args.steps))
+        parts.append(speed_rows(comfy, args.rounds, args.steps, sizes))
     if args.only != "speed":
-        parts.append(memory_rows(comfy))
-    print(f"torch {torch.__version__}, {args.threads} thread(s), device "
-          f"{'cuda' if torch.cuda.is_available() else 'cpu'}")
+        parts.append(memory_rows(comfy, args.device, sizes))
+    print(f"torch {torch.__version__}, {args.threads} thread(s), device {args.device}"
+          f"{' (tiny models: not a measurement)' if args.tiny else ''}")
     for header, rows in parts:
         print(header)
         for name, ratio, target in rows:

@@ -9,12 +9,15 @@ import sys
 import torch
 
 
-def import_comfy():
+def import_comfy(cpu: bool = True):
+    """ComfyUI's `comfy` package from COMFYUI_PATH; on the CPU unless `cpu=False` (a GPU benchmark).
+    The first call in a process decides: comfy.model_management picks its device when imported."""
     path = os.environ["COMFYUI_PATH"]
     if path not in sys.path:
         sys.path.insert(0, path)
     import comfy.cli_args
-    comfy.cli_args.args.cpu = True   # must precede comfy.model_management
+    if "comfy.model_management" not in sys.modules:
+        comfy.cli_args.args.cpu = cpu   # must precede comfy.model_management
     import comfy.model_management
     import comfy.model_patcher
     import comfy.sample

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+import ci_strict
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,17 +31,53 @@ def load_pack():
 load_pack()
 
 
+class _RootAsPlainDirectory:
+    """Collect the repository root as a plain directory, not as a Python package.
+
+    The root holds the pack's `__init__.py`, so pytest (8+) would collect it as a `Package` and import
+    that file under the checkout folder's name, which fails for any folder that is not a Python
+    identifier (README's `comfyui-framelevel`, a path with spaces) and would import the pack a second
+    time under a foreign name otherwise. The pack is loaded once, by `load_pack`, as
+    `comfyui_framelevel`. A conftest hook alone cannot do this (conftest hooks apply below their own
+    directory, and the root is collected by its parent's hooks), hence a plugin registered for the
+    whole session."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(self, path, parent):
+        if Path(path).resolve() == ROOT:
+            return pytest.Dir.from_parent(parent, path=Path(path))
+        return None
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_RootAsPlainDirectory(), "framelevel-root-as-plain-directory")
+    ci_strict.register(config)
+
+
+NO_COMFYUI = "needs a ComfyUI checkout: set COMFYUI_PATH to it (prepare it with .ci/setup_comfyui.sh)"
+
+
+def has_comfyui() -> bool:
+    path = os.environ.get("COMFYUI_PATH")
+    return bool(path) and Path(path, "comfy").is_dir()
+
+
 def pytest_collection_modifyitems(config, items):
-    has_comfy = bool(os.environ.get("COMFYUI_PATH")) and Path(os.environ["COMFYUI_PATH"], "comfy").is_dir()
     try:
         import torch
         has_gpu = torch.cuda.is_available()
     except ImportError:
         has_gpu = False
-    skip_comfy = pytest.mark.skip(reason="needs a ComfyUI checkout: set COMFYUI_PATH to it")
+    skip_comfy = pytest.mark.skip(reason=NO_COMFYUI)
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
-        if "comfyui" in item.keywords and not has_comfy:
+        if "comfyui" in item.keywords and not has_comfyui() and not ci_strict.active():
             item.add_marker(skip_comfy)
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(skip_gpu)
+
+
+def pytest_runtest_setup(item):
+    # In CI's strict mode a `comfyui` test without ComfyUI errors instead of skipping.
+    if "comfyui" in item.keywords and not has_comfyui():
+        ci_strict.unavailable(f"{NO_COMFYUI} (COMFYUI_PATH={os.environ.get('COMFYUI_PATH', '')!r})")

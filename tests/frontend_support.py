@@ -12,11 +12,16 @@ node type cannot pass unnoticed.
 from __future__ import annotations
 
 import base64
+import contextlib
+import importlib.metadata
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 
@@ -51,14 +56,14 @@ def chromium_path() -> str | None:
     return path if Path(path).is_file() else shutil.which(path)
 
 
-def seed_user_dir(user_dir: Path, frontend_version: str | None = None) -> None:
+def seed_user_dir(user_dir: Path, frontend_version: str | None = None, extra: dict | None = None) -> None:
     """A ComfyUI user directory (--user-directory) as an existing user's: settings, an empty user.css,
     the workflows/subgraphs folders and an empty node-template list, so the frontend's start-up
     requests for them answer 200 instead of 404 (each 404 is a console error in Chromium)."""
     default = user_dir / "default"
     (default / "workflows").mkdir(parents=True, exist_ok=True)
     (default / "subgraphs").mkdir(exist_ok=True)
-    settings = dict(USER_SETTINGS)
+    settings = {**USER_SETTINGS, **(extra or {})}
     if frontend_version:
         settings["Comfy.InstalledVersion"] = frontend_version
     (default / "comfy.settings.json").write_text(json.dumps(settings, indent=1))
@@ -97,6 +102,48 @@ def extra_paths_yaml(custom_nodes: Path, models_root: Path, keys) -> str:
     lines = ["framelevel_frontend_test:", f"  custom_nodes: {custom_nodes}"]
     lines += [f"  {key}: {models_root / key}" for key in sorted(keys) if key != "input"]
     return "\n".join(lines) + "\n"
+
+
+def frontend_version(front_end_root: str | None) -> str | None:
+    """Version of the frontend served: the venv's comfyui-frontend-package, or the package a
+    --front-end-root folder (``<target>/comfyui_frontend_package/static``) was installed from."""
+    if front_end_root is None:
+        try:
+            return importlib.metadata.version("comfyui-frontend-package")
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    infos = sorted(Path(front_end_root).resolve().parents[1].glob("comfyui_frontend_package-*.dist-info"))
+    return infos[-1].name.removesuffix(".dist-info").split("-", 1)[1] if infos else None
+
+
+@contextlib.contextmanager
+def comfyui_server(comfy_dir: Path, tmp: Path, front_end_root: str | None = None, settings: dict | None = None):
+    """A real ComfyUI on the CPU with this pack as a custom node, empty model files named as the API
+    workflows name them (so loader dropdowns hold the values the server lists) and the user directory
+    of an existing user; `front_end_root` serves another frontend (--front-end-root)."""
+    sys.path.insert(0, str(ROOT / "workflows"))
+    import run_workflow
+
+    nodes_dir = tmp / "custom_nodes"
+    nodes_dir.mkdir()
+    (nodes_dir / "comfyui-framelevel").symlink_to(ROOT, target_is_directory=True)
+    apis = [json.loads(p.read_text()) for p in sorted((ROOT / "workflows").glob("*.api.json"))]
+    wanted = model_placeholders(apis, run_workflow.MODEL_INPUTS)
+    input_dir = write_placeholders(tmp / "models", wanted)
+    config = tmp / "extra_paths.yaml"
+    config.write_text(extra_paths_yaml(nodes_dir, tmp / "models", wanted))
+    seed_user_dir(tmp / "user", frontend_version(front_end_root), settings)
+    args = ["--extra-model-paths-config", str(config), "--user-directory", str(tmp / "user"),
+            "--input-directory", str(input_dir), "--output-directory", str(tmp / "output")]
+    if front_end_root is not None:
+        args += ["--front-end-root", str(front_end_root)]
+    instance = run_workflow.ComfyServer(comfy_dir, sys.executable, cpu=True, log_path=tmp / "server.log",
+                                        extra_args=args)
+    try:
+        instance.wait_ready()
+        yield instance
+    finally:
+        instance.stop()
 
 
 # Page-load noise of the stock ComfyUI 0.3.64 + frontend 1.27.10, whatever the workflows: index.html

@@ -134,8 +134,13 @@ def _byte_level_chars() -> list[str]:
     return [chr(b) if b in keep else chr(next(spare)) for b in range(256)]
 
 
-def save_tiny_clip(folder: Path) -> Path:
-    """A randomly initialised, tiny transformers CLIP (character-level tokenizer) saved to `folder`."""
+def save_tiny_clip(folder: Path, positive: bool = False) -> Path:
+    """A randomly initialised, tiny transformers CLIP (character-level tokenizer) saved to `folder`.
+
+    positive: every text and image embedding has only positive entries (final norms with a small gain
+    and a bias above the largest normalised value, non-negative projections), so every cosine is > 0
+    and the Confusion Degree is always defined."""
+    import torch
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -153,7 +158,15 @@ def save_tiny_clip(folder: Path) -> Path:
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                            image_size=32, patch_size=8),
         projection_dim=16)
-    CLIPModel(config).save_pretrained(folder)
+    model = CLIPModel(config)
+    if positive:
+        with torch.no_grad():
+            for norm in (model.text_model.final_layer_norm, model.vision_model.post_layernorm):
+                norm.weight.fill_(0.5)  # |normalised| <= sqrt(32), so 0.5 * it + 3 > 0
+                norm.bias.fill_(3.0)
+            model.text_projection.weight.abs_()
+            model.visual_projection.weight.abs_()
+    model.save_pretrained(folder)
     return folder
 
 

@@ -108,7 +108,7 @@ def test_comfyui_context_windows_on_our_patched_model_equal_our_pmwd_sampler(set
     positive, negative = frame_prompts(contexts)
     sigmas = sigmas_for(model, 3)
     theirs = run_custom(windowed, comfy.samplers.sampler_object("euler"), positive, negative, latent(), sigmas)
-    pmwd = FrameLevelPMWDSampler().build(4, 3, 0, "flat", "euler", 0)[0]
+    pmwd = FrameLevelPMWDSampler.execute(4, 3, 0, "flat", "euler", 0)[0]
     ours = run_custom(patched, pmwd, positive, negative, latent(), sigmas)
     single_prompt = run_custom(windowed, comfy.samplers.sampler_object("euler"), cs.conditioning(contexts[0]),
                                negative, latent(), sigmas)

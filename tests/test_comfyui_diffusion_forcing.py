@@ -20,7 +20,7 @@ def setup():
 
 def df_sampler(step_size=0.0, block=1, solver="euler", window=0):
     from comfyui_framelevel.nodes.df_nodes import FrameLevelDiffusionForcingSampler
-    return FrameLevelDiffusionForcingSampler().build(step_size, block, solver, window)[0]
+    return FrameLevelDiffusionForcingSampler.execute(step_size, block, solver, window)[0]
 
 
 def run_custom(model, sampler, positive, negative, latent, sigmas, cfg=4.0, seed=0):
@@ -89,7 +89,7 @@ def test_anchors_unchanged_through_sampler_custom_advanced(setup):
             return torch.full((1, 16, 1, HEIGHT, WIDTH), value) + torch.arange(16.0).view(1, 16, 1, 1, 1)
 
     start, end = torch.full((1, 32, 32, 3), 0.25), torch.full((1, 32, 32, 3), 0.75)
-    latent = FrameLevelAnchorFrames().anchor(FakeVAE(), empty_latent(), start_image=start, end_image=end)[0]
+    latent = FrameLevelAnchorFrames.execute(FakeVAE(), empty_latent(), start_image=start, end_image=end)[0]
     out = run_custom(patched, df_sampler(step_size=1.0, solver="dpmpp_2m"),
                      cs.frame_conditioning(contexts[:2], [0, 1, 1, 1, 1]), cs.conditioning(contexts[2]),
                      latent, sigmas_for(patched, 4))
@@ -124,7 +124,7 @@ def test_all_in_one_node_matches_sampler(setup):
     _, patched, contexts = setup
     from comfyui_framelevel.nodes.df_nodes import FrameLevelDiffusionForcing
     positive, negative = cs.frame_conditioning(contexts[:2], [0, 1, 1, 1, 1]), cs.conditioning(contexts[2])
-    node_out = FrameLevelDiffusionForcing().sample(patched, positive, negative, empty_latent(), 7, 3, 4.0,
+    node_out = FrameLevelDiffusionForcing.execute(patched, positive, negative, empty_latent(), 7, 3, 4.0,
                                                    "simple", 2.0, 1, "euler")[0]["samples"]
     direct = run_custom(patched, df_sampler(2.0), positive, negative, empty_latent(), sigmas_for(patched, 3), seed=7)
     assert torch.allclose(node_out, direct, atol=1e-6)

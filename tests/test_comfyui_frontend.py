@@ -8,7 +8,6 @@ chromium`) and the Python package `playwright` (no `playwright install`: it driv
 from __future__ import annotations
 
 import copy
-import importlib.metadata
 import json
 import os
 import sys
@@ -18,14 +17,16 @@ from types import SimpleNamespace
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflows"))
 sys.path.insert(0, str(ROOT / "tests"))
+import ci_strict  # noqa: E402
 import frontend_support as fs  # noqa: E402
-import run_workflow  # noqa: E402
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
 UI_WORKFLOWS = sorted(p for p in (ROOT / "workflows").glob("*.json") if not p.name.endswith(".api.json"))
+# Workflows saved by an earlier release (V1 nodes, before global_prompt): they must still load with
+# every node and every widget value, now that the nodes are V3.
+SAVED_BEFORE_V3 = sorted((ROOT / "tests" / "data" / "saved_workflows").glob("*.json"))
 READY_NODE = "FrameLevelPMWDSampler"
 FAKE_TYPE = "FrameLevelDoesNotExist"
 
@@ -37,39 +38,16 @@ def test_there_are_ui_workflows():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not os.environ.get("COMFYUI_PATH"):
-        pytest.skip("needs a ComfyUI checkout: set COMFYUI_PATH to it")
+        ci_strict.unavailable("needs a ComfyUI checkout: set COMFYUI_PATH to it")
     if fs.chromium_path() is None:
-        pytest.skip(f"needs Chromium at {fs.DEFAULT_CHROMIUM} (apt-get install chromium) or FRAMELEVEL_CHROMIUM")
+        ci_strict.unavailable(f"needs Chromium at {fs.DEFAULT_CHROMIUM} (apt-get install chromium) or "
+                              "FRAMELEVEL_CHROMIUM")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError as err:
-        pytest.skip(f"needs the Python package playwright ({err})")
-    comfy_dir = Path(os.environ["COMFYUI_PATH"])
-    tmp = tmp_path_factory.mktemp("frontend")
-    nodes_dir = tmp / "custom_nodes"
-    nodes_dir.mkdir()
-    (nodes_dir / "comfyui-framelevel").symlink_to(ROOT, target_is_directory=True)
-    # Empty model files (and 1x1 input images) named as the API workflows name them, so the loader
-    # dropdowns hold values the server lists and LoadImage's preview finds its image.
-    apis = [json.loads(p.read_text()) for p in sorted((ROOT / "workflows").glob("*.api.json"))]
-    wanted = fs.model_placeholders(apis, run_workflow.MODEL_INPUTS)
-    input_dir = fs.write_placeholders(tmp / "models", wanted)
-    config = tmp / "extra_paths.yaml"
-    config.write_text(fs.extra_paths_yaml(nodes_dir, tmp / "models", wanted))
-    try:
-        frontend_version = importlib.metadata.version("comfyui-frontend-package")
-    except importlib.metadata.PackageNotFoundError:
-        frontend_version = None
-    fs.seed_user_dir(tmp / "user", frontend_version)
-    instance = run_workflow.ComfyServer(
-        comfy_dir, sys.executable, cpu=True, log_path=tmp / "server.log",
-        extra_args=["--extra-model-paths-config", str(config), "--user-directory", str(tmp / "user"),
-                    "--input-directory", str(input_dir), "--output-directory", str(tmp / "output")])
-    try:
-        instance.wait_ready()
+        ci_strict.unavailable(f"needs the Python package playwright ({err})")
+    with fs.comfyui_server(Path(os.environ["COMFYUI_PATH"]), tmp_path_factory.mktemp("frontend")) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +81,7 @@ def test_frontend_starts_without_console_errors(frontend):
     assert [str(p) for p in frontend.start_errors] == []
 
 
-@pytest.mark.parametrize("path", UI_WORKFLOWS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", UI_WORKFLOWS + SAVED_BEFORE_V3, ids=lambda p: p.name)
 def test_workflow_loads_with_every_node_and_no_console_error(frontend, path):
     workflow = json.loads(path.read_text())
     result, errors = load(frontend, workflow)

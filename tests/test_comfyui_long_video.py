@@ -24,7 +24,7 @@ def latent():
 
 def pmwd(window=4, num_windows=3, fusion="flat", batch=0):
     from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDSampler
-    return FrameLevelPMWDSampler().build(window, num_windows, 0, fusion, "euler", batch)[0]
+    return FrameLevelPMWDSampler.execute(window, num_windows, 0, fusion, "euler", batch)[0]
 
 
 def test_pmwd_equals_comfyui_context_windows_on_one_prompt(setup):
@@ -89,9 +89,9 @@ def test_loops_run_end_to_end_through_the_nodes(setup, loop):
     )
     _, patched, contexts = setup
     if loop == "sliding":
-        sampler = FrameLevelSlidingWindowSampler().build(4, 2, 0.0, "euler", 0)[0]
+        sampler = FrameLevelSlidingWindowSampler.execute(4, 2, 0.0, "euler", 0)[0]
     else:
-        sampler = FrameLevelFIFOSampler().build(4, 1, False, "euler", 0)[0]
+        sampler = FrameLevelFIFOSampler.execute(4, 1, False, "euler", 0)[0]
     out = run_custom(patched, sampler, cs.frame_conditioning(contexts, [0, 0, 1, 1, 1, 2, 2, 2]),
                      cs.conditioning(contexts[2]), latent(), sigmas_for(patched, 4))
     assert out.shape == (1, 16, FRAMES, HEIGHT, WIDTH) and torch.isfinite(out).all()
@@ -103,7 +103,7 @@ def test_schedule_view_draws_the_plan(setup):
     from comfyui_framelevel.nodes.long_video_nodes import FrameLevelScheduleView
     model, _, _ = setup
     schedule = compile_prompt_schedule("0: a\n2: b", length=FRAMES, unit="latent", key_unit="latent")
-    picture, summary = FrameLevelScheduleView().draw(pmwd(), sigmas_for(model, 4), latent(), schedule)
+    picture, summary = FrameLevelScheduleView.execute(pmwd(), sigmas_for(model, 4), latent(), schedule)
     assert picture.ndim == 4 and picture.shape[-1] == 3 and picture.shape[0] == 1
     assert "pmwd" in summary.lower()
 
@@ -113,7 +113,7 @@ def test_schedule_view_draws_the_plan(setup):
 
 def pmwd_model(model, window=4, num_windows=3, fusion="flat", batch=0):
     from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDModel
-    return FrameLevelPMWDModel().patch(model, window, num_windows, 0, fusion, batch)[0]
+    return FrameLevelPMWDModel.execute(model, window, num_windows, 0, fusion, batch)[0]
 
 
 def comfy_context_windows(model):

@@ -96,3 +96,20 @@ def test_server_validates_every_workflow_except_missing_models(server):
             assert api[node_id]["class_type"] in run_workflow.MODEL_INPUTS, (api_path.name, node_id, errors)
             for error in errors["errors"]:
                 assert error["type"] in ("value_not_in_list", "custom_validation_failed"), (api_path.name, error)
+
+
+def test_story_timeline_route_and_extension_are_served(server):
+    """The timeline route answers the pack's parser (also under /api, where the frontend calls it),
+    and the frontend extension is listed and served."""
+    story = {"text": "a fox | the fox drinks", "length": 21, "length_unit": "pixel", "format": "auto"}
+    for prefix in ("", "/api"):
+        answer = run_workflow.http_json(server.url + prefix + "/framelevel/story/timeline", story)
+        assert answer["ok"] and answer["format"] == "pipes" and answer["latent_frames"] == 6
+        assert [s["latent"] for s in answer["segments"]] == [[0, 2], [3, 5]]
+    broken = run_workflow.http_json(server.url + "/api/framelevel/story/timeline", {"text": "0: a\n[2s: b]"})
+    assert broken["ok"] is False and "mixes two syntaxes" in broken["error"]
+    extensions = run_workflow.http_json(server.url + "/extensions")
+    script = "/extensions/comfyui-framelevel/framelevel_timeline.js"
+    assert script in extensions
+    with run_workflow.urllib.request.urlopen(server.url + script, timeout=10) as response:
+        assert b"framelevel.storyTimeline" in response.read()

@@ -26,7 +26,7 @@ def latent(channels=16, frames=FRAMES):
 
 def guider(high, low, positive, negative, cfg_high=4.0, cfg_low=3.0, boundary=0.875, rule="per_frame"):
     from comfyui_framelevel.nodes.expert_nodes import FrameLevelWanExperts
-    return FrameLevelWanExperts().build(high, low, positive, negative, boundary, cfg_high, cfg_low, rule)[0]
+    return FrameLevelWanExperts.execute(high, low, positive, negative, boundary, cfg_high, cfg_low, rule)[0]
 
 
 def run_guided(guider_, sampler, sigmas, latent_, seed=0):
@@ -68,11 +68,11 @@ def test_experts_guider_equals_the_official_two_sampler_route(experts, patches):
     high, low, contexts = experts
     positive, negative = cs.conditioning(contexts[0]), cs.conditioning(contexts[2])
     if patches != "plain":
-        high, low = (FrameLevelPMWDModel().patch(apply_frame_level_cross_attention(m), 4, 3, 0, "flat", 0)[0]
+        high, low = (FrameLevelPMWDModel.execute(apply_frame_level_cross_attention(m), 4, 3, 0, "flat", 0)[0]
                      for m in (high, low))
         positive = cs.frame_conditioning(contexts[:2], [0, 0, 0, 1, 1, 1, 1, 1])
     sigmas = calculate_sigmas(high, "simple", STEPS)
-    switch = FrameLevelExpertSwitchStep().find(sigmas, 0.875)[0]
+    switch = FrameLevelExpertSwitchStep.execute(sigmas, 0.875)[0]
     assert 0 < switch < STEPS and float(sigmas[switch - 1]) >= 0.875 > float(sigmas[switch])
     official = official_two_samplers(high, low, positive, negative, switch)
     ours = run_guided(guider(high, low, positive, negative), df_sampler(0.0), sigmas, latent())
@@ -187,6 +187,6 @@ def test_the_pair_is_checked_before_sampling(experts):
     with pytest.raises(FrameLevelInputError, match="apply FrameLevelCrossAttention to both experts"):
         guider(apply_frame_level_cross_attention(high), low, positive, negative)
     with pytest.raises(FrameLevelInputError, match="FrameLevelPMWDModel with the same settings"):
-        guider(high, FrameLevelPMWDModel().patch(low, 4, 3, 0, "flat", 0)[0], positive, negative)
+        guider(high, FrameLevelPMWDModel.execute(low, 4, 3, 0, "flat", 0)[0], positive, negative)
     with pytest.raises(FrameLevelInputError, match="boundary"):
         guider(high, low, positive, negative, boundary=1.0)

@@ -96,9 +96,9 @@ def test_5b_loops_route_frame_prompts_by_the_latents_tokens_and_keep_the_start_i
     )
     model, latent = five_b
     samplers = {"df_staircase": lambda: df_sampler(1.0),
-                "pmwd": lambda: FrameLevelPMWDSampler().build(4, 3, 0, "flat", "euler", 0)[0],
-                "sliding": lambda: FrameLevelSlidingWindowSampler().build(4, 2, 0.0, "euler", 0)[0],
-                "fifo": lambda: FrameLevelFIFOSampler().build(4, 1, False, "euler", 0)[0]}
+                "pmwd": lambda: FrameLevelPMWDSampler.execute(4, 3, 0, "flat", "euler", 0)[0],
+                "sliding": lambda: FrameLevelSlidingWindowSampler.execute(4, 2, 0.0, "euler", 0)[0],
+                "fifo": lambda: FrameLevelFIFOSampler.execute(4, 1, False, "euler", 0)[0]}
     probe = apply_frame_level_cross_attention(model).clone()
     original = probe.get_model_object("diffusion_model.blocks.0.cross_attn.forward")
     tokens = []
@@ -134,8 +134,8 @@ def i2v():
 def pmwd_routes():
     from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDModel, FrameLevelPMWDSampler
     comfy = cs.import_comfy()
-    return {"sampler": lambda model: (model, FrameLevelPMWDSampler().build(4, 3, 0, "flat", "euler", 0)[0]),
-            "model_patch": lambda model: (FrameLevelPMWDModel().patch(model, 4, 3, 0, "flat", 0)[0],
+    return {"sampler": lambda model: (model, FrameLevelPMWDSampler.execute(4, 3, 0, "flat", "euler", 0)[0]),
+            "model_patch": lambda model: (FrameLevelPMWDModel.execute(model, 4, 3, 0, "flat", 0)[0],
                                           comfy.samplers.sampler_object("euler"))}
 
 
@@ -185,9 +185,9 @@ def test_wan21_i2v_with_clip_vision_frame_prompts_anchor_and_pmwd():
     positive, negative, latent = (node_output(WanImageToVideo.execute(
         cs.frame_conditioning(text[:2], [0, 0, 0, 1, 1, 1, 1, 1]), cs.conditioning(text[2]), FakeVAE(16, 8), PIXELS,
         PIXELS, LENGTH, 1, start_image(), vision), i) for i in range(3))
-    latent = FrameLevelAnchorFrames().anchor(FakeVAE(16, 8), latent, start_image=start_image())[0]
+    latent = FrameLevelAnchorFrames.execute(FakeVAE(16, 8), latent, start_image=start_image())[0]
     probe, calls = forward_recorder(model)
-    out = run_custom(probe, FrameLevelPMWDSampler().build(4, 3, 0, "flat", "euler", 0)[0], positive, negative,
+    out = run_custom(probe, FrameLevelPMWDSampler.execute(4, 3, 0, "flat", "euler", 0)[0], positive, negative,
                      latent, sigmas_for(model, 2))
     assert (out[:, :, 0] - latent["samples"][:, :, 0]).abs().max() <= 1e-5
     assert torch.isfinite(out).all() and len(calls) == 2 * 3

@@ -1,11 +1,12 @@
 """Every shipped Wan 2.2 workflow runs end to end in a real ComfyUI server on tiny weights.
 
-The diffusion models are tiny state dicts shaped like each variant, saved under the Comfy-Org file
-names the workflows load, so the stock UNETLoader and ComfyUI's own detection pick the model class
-they pick for the real files. The text encoder and the VAE cannot be tiny through the stock
-loaders (ComfyUI builds them from fixed configs), so the test swaps those two node classes for
-tests/tiny_model_nodes.py, which builds the same ComfyUI classes at test size. Frame counts, the
-stories, window layouts and expert settings stay as shipped; resolution and steps are cut.
+Every model file is tiny and saved under the Comfy-Org name the workflows load. The diffusion
+models are state dicts shaped like each variant, so the stock UNETLoader and ComfyUI's own detection
+pick the model class they pick for the real files. ComfyUI builds the text encoder and the VAEs from
+fixed full-size configs, so a test-only module in the server's custom_nodes
+(tests/tiny_model_nodes.py) lets the stock CLIPLoader and VAELoader build ComfyUI's own classes at
+the tiny files' sizes. The graphs run as shipped: frame counts, stories, window layouts and expert
+settings; only resolution and steps are cut.
 """
 
 import json
@@ -31,7 +32,6 @@ WEIGHTS = {   # file name the workflows load -> (tiny variant, seed)
     "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors": ("wan22_i2v_a14b", 4),
     "wan2.2_ti2v_5B_fp16.safetensors": ("wan22_ti2v_5b", 5),
 }
-SWAPPED = {"CLIPLoader": "FrameLevelTestTinyCLIP", "VAELoader": "FrameLevelTestTinyVAE"}
 # (workflow, node with the size, expected pixel frames): steps 3 put one hand-over step in the A14B runs
 RUNS = [("story_pmwd_30s_wan22", "12", 481), ("story_5b_ti2v", "7", 241), ("first_last_frame_wan22_i2v", "14", 81)]
 LOADS = {   # ComfyUI's model class per load: the A14B experts one after the other, the 5B as WAN22
@@ -41,7 +41,6 @@ LOADS = {   # ComfyUI's model class per load: the A14B experts one after the oth
 def tiny_run(name: str, size_node: str) -> dict:
     workflow = json.loads((ROOT / "workflows" / f"{name}.api.json").read_text())
     for node in workflow.values():
-        node["class_type"] = SWAPPED.get(node["class_type"], node["class_type"])
         if node["class_type"] == "BasicScheduler":
             node["inputs"]["steps"] = 3
     workflow[size_node]["inputs"].update(width=32, height=32)
@@ -57,6 +56,8 @@ def test_every_wan22_workflow_is_covered_here():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    import tiny_umt5
+    import tiny_wan_vae
     from PIL import Image
     from safetensors.torch import save_file
     tmp = tmp_path_factory.mktemp("wan22")
@@ -68,13 +69,19 @@ def server(tmp_path_factory):
     models.mkdir(parents=True)
     for file_name, (variant, seed) in WEIGHTS.items():
         save_file(cs.variant_state_dict(variant, seed), str(models / file_name))
+    tiny_umt5.write_text_encoder(tmp / "models" / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                                 tiny_umt5.TinyUMT5(width=cs.TEXT_DIM))
+    (tmp / "models" / "vae").mkdir()
+    for file_name, wan22 in (("wan_2.1_vae.safetensors", False), ("wan2.2_vae.safetensors", True)):
+        save_file(tiny_wan_vae.tiny_wan_vae_state_dict(wan22), str(tmp / "models" / "vae" / file_name))
     inputs = tmp / "input"
     inputs.mkdir()
     for image_name, colour in (("first_frame.png", (200, 60, 40)), ("last_frame.png", (40, 60, 200)),
                                ("start_image.png", (230, 180, 60))):
         Image.new("RGB", (48, 40), colour).save(inputs / image_name)
     config = tmp / "extra_paths.yaml"
-    config.write_text(f"framelevel_wan22:\n  custom_nodes: {nodes_dir}\n  diffusion_models: {models}\n")
+    config.write_text(f"framelevel_wan22:\n  custom_nodes: {nodes_dir}\n  diffusion_models: {models}\n"
+                      f"  text_encoders: {tmp / 'models' / 'text_encoders'}\n  vae: {tmp / 'models' / 'vae'}\n")
     instance = run_workflow.ComfyServer(
         Path(os.environ["COMFYUI_PATH"]), sys.executable, cpu=True, log_path=tmp / "server.log",
         extra_args=["--extra-model-paths-config", str(config), "--input-directory", str(inputs),

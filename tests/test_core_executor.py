@@ -214,7 +214,7 @@ def test_solver_registry_is_what_the_nodes_offer():
     from comfyui_framelevel.nodes.df_nodes import FrameLevelDiffusionForcingSampler
     from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDSampler
     for node in (FrameLevelDiffusionForcingSampler, FrameLevelPMWDSampler):
-        assert node.INPUT_TYPES()["required"]["solver"][0] == list(SOLVERS)
+        assert node.schema().input("solver").choices == tuple(SOLVERS)
     x = torch.zeros(1, 1, 3, 1, 1)
     assert {type(make_solver(name, x)) for name in SOLVERS} == set(SOLVERS.values())
     with pytest.raises(ValueError, match="solver must be one of euler, dpmpp_2m, got 'heun'"):

@@ -1,4 +1,8 @@
-"""Every node: DESCRIPTION, category under FrameLevel/, a tooltip on every input; encode-once."""
+"""Every node: DESCRIPTION, category under FrameLevel/, a tooltip on every input; frame-text packing."""
+
+import inspect
+
+FRAME_COUNTS = {"length", "window", "slide", "overlap", "causal_block_size"}   # inputs that count frames
 
 import comfyui_framelevel
 import pytest
@@ -7,18 +11,39 @@ from comfyui_framelevel.nodes.core.frame_text import FrameText, frame_text_from_
 from comfyui_framelevel.nodes.core.prompts import compile_prompt_schedule
 
 
-@pytest.mark.parametrize("name", sorted(comfyui_framelevel.NODE_CLASS_MAPPINGS))
-def test_node_contract(name):
-    cls = comfyui_framelevel.NODE_CLASS_MAPPINGS[name]
-    assert name in comfyui_framelevel.NODE_DISPLAY_NAME_MAPPINGS
-    assert len(cls.DESCRIPTION) > 40
-    assert cls.CATEGORY.startswith("FrameLevel/")
-    assert callable(getattr(cls, cls.FUNCTION))
-    inputs = cls.INPUT_TYPES()
-    for section in ("required", "optional"):
-        for input_name, spec in inputs.get(section, {}).items():
-            assert len(spec) == 2 and spec[1].get("tooltip"), f"{name}.{input_name} has no tooltip"
-    assert len(getattr(cls, "OUTPUT_TOOLTIPS", ())) == len(cls.RETURN_TYPES)
+@pytest.mark.parametrize("node_id", sorted(comfyui_framelevel.NODES_BY_ID))
+def test_node_contract(node_id):
+    """What every node promises a user: a description, a FrameLevel/ menu, a tooltip on every input
+    and output, pixel or latent named where a number counts frames, and an execute that takes
+    exactly the declared inputs (optional ones with a default)."""
+    node = comfyui_framelevel.NODES_BY_ID[node_id]
+    schema = node.schema()
+    assert schema.node_id == node_id == node.__name__
+    assert schema.display_name.startswith("Frame-Level ") and len(schema.description) > 40
+    assert schema.category.startswith("FrameLevel/")
+    for spec in schema.inputs:
+        assert len(spec.tooltip) > 10, f"{node_id}.{spec.id} has no tooltip"
+        if spec.io_type == "INT" and ("frame" in spec.id or spec.id in FRAME_COUNTS):
+            assert "PIXEL" in spec.tooltip.upper() or "LATENT" in spec.tooltip.upper(), spec.id
+    assert schema.outputs and all(len(out.tooltip) > 10 for out in schema.outputs)
+    parameters = inspect.signature(node.execute).parameters
+    declared = [spec.id for spec in schema.inputs]
+    named = [name for name, p in parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    takes_rest = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    assert named == declared[:len(named)] and (takes_rest or named == declared), (named, declared)
+    for spec in schema.inputs:
+        if spec.optional and spec.id in parameters:
+            assert parameters[spec.id].default is not inspect.Parameter.empty, f"{spec.id} needs a default"
+
+
+def test_v1_view_of_a_schema_keeps_order_defaults_and_widget_options():
+    from comfyui_framelevel.nodes.prompt_nodes import FrameLevelPromptSchedule
+    types = FrameLevelPromptSchedule.schema().v1_input_types()
+    assert list(types["required"]) == ["text", "length", "length_unit"]
+    assert list(types["optional"]) == ["format", "key_unit", "fps", "prefix", "suffix", "global_prompt"]
+    assert types["required"]["length"] == ("INT", {"tooltip": types["required"]["length"][1]["tooltip"],
+                                                   "min": 1, "max": 100000, "default": 81})
+    assert types["optional"]["format"][0][0] == "auto" and types["required"]["text"][1]["multiline"] is True
 
 
 def test_import_is_light():
@@ -26,7 +51,8 @@ def test_import_is_light():
     import sys
     code = ("import sys; sys.path.insert(0, 'tests'); import conftest, comfyui_framelevel; "
             "heavy = [m for m in ('comfy', 'triton', 'transformers', 'accelerate') if m in sys.modules]; "
-            "print(len(comfyui_framelevel.NODE_CLASS_MAPPINGS), heavy)")
+            "heavy += [m for m in sys.modules if m.startswith('comfy_api')]; "
+            "print(len(comfyui_framelevel.NODES), heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(comfyui_framelevel.__path__[0]))
     assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr
@@ -45,9 +71,10 @@ def test_each_distinct_prompt_encoded_once():
     assert frame_text.index == (0, 0, 1, 1, 2, 2, 1, 1, 1)
 
 
-def test_node_encode_uses_clip_once_per_prompt(monkeypatch):
+def test_schedule_node_dedupes_prompts_and_previews_its_length():
+    # Encoding each distinct prompt once through a real CLIP: tests/test_comfyui_text_encode.py.
     from comfyui_framelevel.nodes.prompt_nodes import FrameLevelPromptSchedule
-    schedule, preview = FrameLevelPromptSchedule().compile("x\ny\nx", 5, "latent", format="lines")
+    schedule, preview = FrameLevelPromptSchedule.execute("x\ny\nx", 5, "latent", format="lines")
     assert "3 latent frames" not in preview and "5 latent frames" in preview
     assert schedule.unique == ("x", "y")
 

@@ -2,6 +2,8 @@ import json
 
 import pytest
 from comfyui_framelevel.nodes.core.prompts import PromptScheduleError, compile_prompt_schedule, fit_index
+from comfyui_framelevel.nodes.core.story.spread import spread_boundaries, spread_evenly
+from comfyui_framelevel.nodes.story.expand import spread_beats
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -85,8 +87,12 @@ def test_preview_lists_each_run_with_pixel_range():
     assert "latent   0-1   pixel    0-4" in preview and "[2] b" in preview
 
 
-prompt_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")),
+prompt_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="|[]"),
                       min_size=1, max_size=20).filter(lambda s: s.strip() and not s.strip().startswith("#"))
+
+
+def normalised(prompt: str) -> str:
+    return " ".join(prompt.split())
 
 
 @given(keys=st.lists(st.integers(min_value=0, max_value=60), min_size=1, max_size=10, unique=True),
@@ -102,10 +108,10 @@ def test_json_object_property(keys, frames, data):
     schedule = compile_latent(text, frames)
     assert schedule.latent_frames == frames
     for k, p in zip(keys, prompts):          # every key starts its prompt exactly at its frame
-        assert schedule.prompts[k] == p.strip()
+        assert schedule.prompts[k] == normalised(p)
     bounds = keys + [frames]
     for (start, end), p in zip(zip(bounds, bounds[1:]), prompts):
-        assert set(schedule.prompts[start:end]) == {p.strip()}
+        assert set(schedule.prompts[start:end]) == {normalised(p)}
 
 
 @given(n=st.integers(min_value=1, max_value=30), frames=st.integers(min_value=1, max_value=60))
@@ -119,3 +125,34 @@ def test_even_spread_property(n, frames):
     runs = [prompts.count(f"prompt {i}") for i in range(n)]
     assert sum(runs) == frames and min(runs) >= 1 and max(runs) - min(runs) <= 1
     assert list(prompts) == sorted(prompts, key=lambda p: int(p.split()[1]))   # order kept
+
+
+@given(n=st.integers(min_value=1, max_value=40), frames=st.integers(min_value=1, max_value=80))
+def test_every_spreading_place_uses_the_one_rule(n, frames):
+    """The compiler's lines and lists, the LLM beats and the rule itself agree, prompt for prompt."""
+    items = [f"beat {i}" for i in range(n)]
+    if n > frames:
+        with pytest.raises(PromptScheduleError, match=f"{n} prompts for {frames} latent frames"):
+            spread_evenly(items, frames)
+        return
+    expected = [items[f * n // frames] for f in range(frames)]  # WanVideoWrapper: section size F / N
+    assert spread_evenly(items, frames) == expected
+    assert list(compile_latent("\n".join(items), frames).prompts) == expected
+    assert list(compile_latent(json.dumps(items), frames).prompts) == expected
+    beats = spread_beats({str(i + 1): item for i, item in enumerate(items)}, frames)
+    assert list(beats) == [str(f + 1) for f in range(frames)] and list(beats.values()) == expected
+
+
+@pytest.mark.parametrize("weights, frames, bounds", [
+    ([1, 1, 1], 7, [0, 3, 5, 7]),
+    ([1, 2, 1], 8, [0, 2, 6, 8]),
+    ([0.1, 0.2, 0.7], 10, [0, 1, 3, 10]),    # exact: 0.1 + 0.2 is 3 frames of 10, not 3.0000000000000004
+    (["50", "100", "50"], 21, [0, 6, 16, 21]),  # ceil(21 / 4) = 6, ceil(21 * 3 / 4) = 16
+])
+def test_weighted_spread_boundaries(weights, frames, bounds):
+    assert spread_boundaries(weights, frames) == bounds
+
+
+def test_a_segment_too_light_for_one_frame_is_refused():
+    with pytest.raises(PromptScheduleError, match="prompt 2 .*too short"):
+        spread_boundaries([10, 1, 10], 3)  # boundaries 0, 2, 2, 3

@@ -16,10 +16,12 @@ import pytest
 av = pytest.importorskip("av")
 
 from comfyui_framelevel.nodes.core import frames as fm  # noqa: E402
+from comfyui_framelevel.nodes.prompt_nodes import FrameLevelPromptSchedule  # noqa: E402
 from comfyui_framelevel.nodes.story.client import ChatClient, ClientOptions  # noqa: E402
 from comfyui_framelevel.training.annotate.dedup import dhash, hamming, phash  # noqa: E402
 from comfyui_framelevel.training.annotate.pipeline import AnnotateOptions, run_annotation  # noqa: E402
 from comfyui_framelevel.training.annotate.sampling import SamplingOptions, plan_clips  # noqa: E402
+from comfyui_framelevel.training.data.captions import distinct_frame_prompts, load_captions  # noqa: E402
 from story_helpers import (  # noqa: E402
     ScriptedServer,
     caption_server_script,
@@ -97,15 +99,18 @@ def test_paper_run_writes_the_dataset_drops_duplicates_and_shares_captions(tmp_p
     assert sorted(r["clip_id"] for r in index) == sorted(report.written)
     for record in index:
         folder = out / "clips" / record["clip_id"]
-        captions = json.loads((folder / "captions.json").read_text())
-        assert list(captions) == [str(i) for i in range(1, 34)]  # one per latent frame
+        story = (folder / "captions.json").read_text()
         assert decoded_frame_count(folder / "clip.mp4") == 129 == record["pixel_frames"]
-        assert len(set(captions.values())) == 8 and (folder / "DONE").exists()
+        # the story, the trainer's reading of its view and the schedule node give the same prompts
+        schedule, _ = FrameLevelPromptSchedule.execute(story, length=129, length_unit="pixel")
+        texts, routing = distinct_frame_prompts(load_captions(out / "train" / f"{record['clip_id']}.json"), 33)
+        captions = list(schedule.prompts)
+        assert captions == [texts[i] for i in routing] == record["frame_captions"]
+        assert len(set(captions)) == 8 and (folder / "DONE").exists()
+        assert len(json.loads(story)) < 33  # one key per change of caption, not per latent frame
         scene_of_latent = [int(record["caption_times_s"][k]) for k in record["caption_of_latent"]]
         for i in range(32):  # neighbours share a caption exactly when they show the same scene
-            assert (captions[str(i + 1)] == captions[str(i + 2)]) == (scene_of_latent[i] == scene_of_latent[i + 1])
-        trainer = json.loads((out / "train" / f"{record['clip_id']}.json").read_text())
-        assert trainer == {"unit": "latent", "captions": captions}
+            assert (captions[i] == captions[i + 1]) == (scene_of_latent[i] == scene_of_latent[i + 1])
     assert json.loads((out / "duplicates.jsonl").read_text()) == {"video": "a_copy.mp4", "duplicate_of": "a.mp4"}
 
 

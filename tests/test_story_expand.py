@@ -85,7 +85,7 @@ def test_spread_beats_covers_every_frame_in_order_evenly():
     spread = spread_beats({"1": "a", "2": "b", "3": "c"}, 8)
     values = list(spread.values())
     assert values == ["a", "a", "a", "b", "b", "b", "c", "c"]
-    with pytest.raises(ValueError, match="cannot spread"):
+    with pytest.raises(ValueError, match="2 prompts for 1 latent frames"):
         spread_beats({"1": "a", "2": "b"}, 1)
 
 

@@ -7,11 +7,12 @@ import math
 
 import numpy as np
 import pytest
-from comfyui_framelevel.nodes.story.evaluate import MetricsOptions, evaluate_video, read_frame_prompts
+from comfyui_framelevel.nodes.core.prompts import PromptScheduleError
+from comfyui_framelevel.nodes.story.evaluate import MetricsOptions, evaluate_video, story_spans
 from comfyui_framelevel.nodes.story.metrics import (
     confusion_degree,
     frame_level_consistency,
-    frames_for_prompts,
+    frames_in_span,
     middle_of_segment_indices,
     video_level_consistency,
 )
@@ -133,11 +134,11 @@ def test_video_level_consistency_is_a_cosine():
 def test_frame_sampling_helpers():
     assert middle_of_segment_indices(80, 8) == [5, 15, 25, 35, 45, 55, 65, 75]
     assert middle_of_segment_indices(3, 8) == [0, 0, 0, 1, 1, 2, 2, 2]
-    assert frames_for_prompts(81, 3) == [[13], [40], [67]]
-    spans = frames_for_prompts(80, 2, per_prompt=4)
-    assert spans == [[5, 15, 25, 35], [45, 55, 65, 75]]
-    with pytest.raises(ValueError, match="one pixel frame per prompt"):
-        frames_for_prompts(2, 3)
+    assert [frames_in_span(0, 27), frames_in_span(27, 54), frames_in_span(54, 81)] == [[13], [40], [67]]
+    assert frames_in_span(40, 80, 4) == [45, 55, 65, 75]
+    assert frames_in_span(5, 7, 4) == [5, 5, 6, 6]  # a short span repeats frames
+    with pytest.raises(ValueError, match="non-empty span"):
+        frames_in_span(3, 3)
 
 
 class ColourEmbedder:
@@ -153,16 +154,22 @@ class ColourEmbedder:
 
 
 def coloured_video(order, frames_each=4) -> np.ndarray:
-    video = np.zeros((len(order) * frames_each, 6, 6, 3), dtype=np.float32)
-    for k, channel in enumerate(order):
-        video[k * frames_each:(k + 1) * frames_each, ..., channel] = 1.0
+    """Pixel frame 0 in the first colour, then `frames_each` frames per colour (latent frames 1, 2, ...)."""
+    video = np.zeros((1 + (len(order) - 1) * frames_each, 6, 6, 3), dtype=np.float32)
+    video[0, ..., order[0]] = 1.0
+    for k, channel in enumerate(order[1:]):
+        video[1 + k * frames_each:1 + (k + 1) * frames_each, ..., channel] = 1.0
     return video
 
 
+STORY = '{"1": "a field of red", "2": "a field of green", "3": "a field of blue"}'
+
+
 def test_evaluate_video_rewards_the_right_order():
-    prompts = ["a field of red", "a field of green", "a field of blue"]
-    right = evaluate_video(coloured_video([0, 1, 2]), prompts, ColourEmbedder(), "a field of red")
-    wrong = evaluate_video(coloured_video([1, 0, 2]), prompts, ColourEmbedder())
+    spans = story_spans(STORY, 9)  # 9 pixel frames = latent frames 0, 1, 2
+    assert spans == [(0, 1, "a field of red"), (1, 5, "a field of green"), (5, 9, "a field of blue")]
+    right = evaluate_video(coloured_video([0, 1, 2]), spans, ColourEmbedder(), "a field of red")
+    wrong = evaluate_video(coloured_video([1, 0, 2]), spans, ColourEmbedder())
     assert right.confusion_degree == pytest.approx(0.0, abs=1e-6)
     assert wrong.confusion_degree > 1.0 and right.frame_consistency > wrong.frame_consistency
     assert right.video_consistency is not None and wrong.video_consistency is None
@@ -170,10 +177,13 @@ def test_evaluate_video_rewards_the_right_order():
     assert text.startswith("Confusion Degree") and json.loads(text[text.index("{"):])["prompts"] == 3
 
 
-def test_read_frame_prompts_accepts_the_paper_format_and_names_faults():
-    assert read_frame_prompts('{"2": "b", "1": "a",}') == ["a", "b"]
-    with pytest.raises(ValueError, match="missing keys 2"):
-        read_frame_prompts('{"1": "a", "3": "c"}')
+def test_story_spans_read_the_story_as_the_schedule_does():
+    # sparse 1-based latent keys hold until the next key; the last run takes trailing pixel frames
+    assert story_spans('{"1": "a", "3": "b"}', 15) == [(0, 5, "a"), (5, 15, "b")]
+    assert story_spans("0: a\n8: b", 12) == [(0, 5, "a"), (5, 12, "b")]  # keyframe keys in pixel frames
+    assert story_spans("a\nb", 9) == [(0, 5, "a"), (5, 9, "b")]  # 2 lines over 3 latent frames: a, a, b
+    with pytest.raises(PromptScheduleError, match="past the end"):
+        story_spans('{"1": "a", "4": "b"}', 9)
 
 
 def test_options_are_checked():

@@ -1,4 +1,5 @@
-"""Caption-to-latent mapping (golden cases), caching (each distinct caption encoded once), bucketing."""
+"""Caption files read as story text (the schedule node's meaning), the pixel-key converter (golden
+cases of the earlier reading), caching (each distinct caption encoded once), bucketing."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import json
 
 import pytest
 import torch
+from comfyui_framelevel.nodes.core import frames as fm
+from comfyui_framelevel.nodes.core.prompts import compile_prompt_schedule
 from comfyui_framelevel.training.data.cache import DataConfig, build_cache
 from comfyui_framelevel.training.data.captions import (
+    convert_caption_file,
+    convert_pixel_keys,
     distinct_frame_prompts,
-    latent_caption_indices,
-    parse_captions,
+    story_text,
 )
 from comfyui_framelevel.training.data.dataset import BatchPlan, CachedData, collate, pad_rows, shard
 from comfyui_framelevel.training.testing import (
@@ -21,6 +25,33 @@ from comfyui_framelevel.training.testing import (
 )
 
 
+def per_latent(story: str, latent_frames: int) -> list[str]:
+    texts, routing = distinct_frame_prompts(story_text(story), latent_frames)
+    return [texts[i] for i in routing]
+
+
+def test_caption_files_mean_what_the_schedule_node_reads():
+    story = json.dumps({"1": "x", "2": "y", "4": "x"})  # sparse 1-based latent keys
+    assert per_latent(story, 5) == ["x", "y", "y", "x", "x"]
+    texts, routing = distinct_frame_prompts(story, 5)
+    assert texts == ["x", "y"] and routing == [0, 1, 1, 0, 0]
+    for text in (story, "0: x\n4: y", "x\ny\nz"):  # any story syntax the node reads
+        node = compile_prompt_schedule(text, length=fm.pixel_count(5))
+        assert per_latent(text, 5) == list(node.prompts)
+
+
+def test_latent_wrapper_is_read_and_pixel_keyed_files_are_refused():
+    wrapped = json.dumps({"unit": "latent", "captions": {"1": "x", "3": "y"}})
+    assert per_latent(wrapped, 4) == ["x", "x", "y", "y"]
+    for legacy in ({"unit": "pixel", "captions": {"1": "x"}}, {"captions": {"1": "x"}}):
+        with pytest.raises(ValueError, match="convert-captions --pixel-keys"):
+            story_text(json.dumps(legacy), "old.json")
+    with pytest.raises(ValueError, match="old.json: .*past the end.*convert-captions"):
+        distinct_frame_prompts(json.dumps({"1": "a", "33": "b"}), 21, "old.json")  # a pixel-keyed bare file
+
+
+# The trainer's earlier reading of pixel keys (a latent frame takes the caption covering most of its
+# pixel frames, ties to the later caption), kept by the converter.
 @pytest.mark.parametrize("captions, pixel_frames, expected", [
     ({"1": "a"}, 9, [0, 0, 0]),
     # latent 0 = pixel 1 (1-based); latent 1 = pixels 2-5; latent 2 = pixels 6-9
@@ -33,32 +64,37 @@ from comfyui_framelevel.training.testing import (
     ({"1": "a", "33": "b", "79": "c"}, 81, [0] * 9 + [1] * 11 + [2]),
     ({"1": "a", "33": "b", "81": "c"}, 81, [0] * 9 + [1] * 12),  # 'c' covers 1 of 4 pixels: never shown
 ])
-def test_pixel_caption_golden_cases(captions, pixel_frames, expected):
-    parsed = parse_captions(captions)
-    latents = (pixel_frames - 1) // 4 + 1
-    assert latent_caption_indices(parsed, latents, pixel_frames) == expected
+def test_converter_keeps_the_earlier_meaning_of_pixel_keys(captions, pixel_frames, expected):
+    story, dropped = convert_pixel_keys(captions, pixel_frames=pixel_frames)
+    texts = list(captions.values())
+    assert per_latent(json.dumps(story), fm.latent_count(pixel_frames)) == [texts[i] for i in expected]
+    assert [d.split(":")[0] for d in dropped] == [f"pixel frame {k}" for i, k in enumerate(captions)
+                                                  if i not in expected]
 
 
-def test_latent_unit_and_distinct_prompt_dedup():
-    parsed = parse_captions({"unit": "latent", "captions": {"1": "x", "2": "y", "4": "x"}})
-    assert latent_caption_indices(parsed, 5) == [0, 1, 1, 2, 2]
-    texts, routing = distinct_frame_prompts(parsed, 5)
-    assert texts == ["x", "y"] and routing == [0, 1, 1, 0, 0]
+def test_convert_caption_file_rewrites_in_place(tmp_path):
+    wrapped, bare = tmp_path / "a.json", tmp_path / "b.json"
+    wrapped.write_text(json.dumps({"unit": "pixel", "captions": {"1": "x", "6": "y"}}))
+    bare.write_text(json.dumps({"1": "x", "6": "y"}))
+    assert convert_caption_file(wrapped) == [] and convert_caption_file(bare, pixel_keys=True) == []
+    assert json.loads(wrapped.read_text()) == json.loads(bare.read_text()) == {"1": "x", "3": "y"}
+    open_ended, _ = convert_pixel_keys({"1": "x", "5": "y"})  # y starts late in latent 1, holds latent 2
+    assert open_ended == {"1": "x", "3": "y"}
 
 
 @pytest.mark.parametrize("bad, needle", [
-    ({"2": "a"}, 'add one at "1"'), ({"0": "a"}, "1-based"), ({"1": ""}, "empty"),
-    ({"unit": "seconds", "captions": {"1": "a"}}, "unit"), ([], "JSON object"),
+    ({"2": "a"}, "first keyframe"), ({"0": "a"}, "1-based"), ({"1": ""}, "empty"),
+    ({"unit": "seconds", "captions": {"1": "a"}}, "convert"), ([], "list is empty"),
 ])
 def test_caption_errors_name_the_problem(bad, needle):
     with pytest.raises(ValueError, match=needle):
-        parse_captions(bad)
+        distinct_frame_prompts(story_text(json.dumps(bad)), 4)
 
 
 def test_umt5_path_trims_real_rows_and_cache_encodes_each_distinct_caption_once(tmp_path):
-    clips = [{"name": "c1", "captions": {"1": "red fox runs", "6": "blue sky"}},
+    clips = [{"name": "c1", "captions": {"1": "red fox runs", "3": "blue sky"}},
              {"name": "c2", "captions": {"1": "blue sky"}},
-             {"name": "c3", "captions": {"1": "red fox runs", "2": "blue sky", "7": "green tree"}}]
+             {"name": "c3", "captions": {"1": "red fox runs", "2": "blue sky", "3": "green tree"}}]
     write_latent_dataset(tmp_path / "data", clips)
     encoder = tiny_umt5_encoder("red fox runs blue sky green tree".split())
     calls = []
@@ -81,7 +117,7 @@ def test_pixel_clips_are_encoded_bucketed_and_normalised(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
     torch.save(torch.randint(0, 255, (11, 40, 56, 3), dtype=torch.uint8), folder / "clip.pt")
-    (folder / "clip.json").write_text(json.dumps({"1": "one", "6": "two"}))
+    (folder / "clip.json").write_text(json.dumps({"1": "one", "3": "two"}))  # latent frame 2 of 3
     config = DataConfig(dataset_dir=str(folder), cache_dir=str(tmp_path / "cache"), text_len=8,
                         resolutions=((32, 32), (32, 48)), frame_buckets=(5, 9))
     build_cache(config, WordHashTextEncoder(32), PatchMeanVAE())

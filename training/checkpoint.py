@@ -69,7 +69,7 @@ def save_checkpoint(accelerator, output_dir, step: int, trainer_state: dict, kee
     if accelerator.is_main_process:
         write_text_atomic(tmp / STATE_FILE, json.dumps({**trainer_state, "step": step}, indent=1))
         if final.exists():
-            shutil.rmtree(final)
+            _discard(final)
         os.replace(tmp, final)
         write_text_atomic(root / "latest", name)
         _prune(root, keep)
@@ -77,10 +77,20 @@ def save_checkpoint(accelerator, output_dir, step: int, trainer_state: dict, kee
     return final
 
 
+def _discard(folder: Path) -> None:
+    """Delete a checkpoint folder without ever leaving a half-deleted `step-*` behind: it is renamed
+    to `.tmp-...` first (one atomic step; a kill after it leaves a leftover that the next start
+    removes), then deleted."""
+    trash = folder.with_name(f".tmp-discard-{folder.name}")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def _prune(root: Path, keep: int) -> None:
     complete = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).exists())
     for old in complete[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
 
 
 def latest_checkpoint(output_dir) -> Path | None:

@@ -4,6 +4,7 @@
     accelerate launch [--config_file training/configs/ddp.yaml] training/cli.py train --config my.toml
     python training/cli.py export --config my.toml --format kohya --out my_lora.safetensors
     python training/cli.py check  --config my.toml --accelerate-config training/configs/deepspeed_zero2.yaml
+    python training/cli.py convert-captions [--pixel-keys] dataset/*.json   (pixel-keyed files -> latent keys)
 
 `--set section.key=value` overrides a TOML value (value parsed as TOML, e.g. --set train.max_steps=10).
 """
@@ -125,6 +126,15 @@ def cmd_export(args) -> None:
     trainer.close()
 
 
+def cmd_convert_captions(args) -> None:
+    from comfyui_framelevel.training.data.captions import convert_caption_file
+
+    for path in args.files:
+        for dropped in convert_caption_file(Path(path), pixel_keys=args.pixel_keys, pixel_frames=args.pixel_frames):
+            print(f"{path}: no latent frame shows the caption at {dropped}; left out")
+        print(f"{path}: latent keys")
+
+
 def main(argv=None) -> None:
     bootstrap_package()
     parser = argparse.ArgumentParser(prog="framelevel-train", description=__doc__,
@@ -141,8 +151,15 @@ def main(argv=None) -> None:
     sub.choices["check"].add_argument("--accelerate-config", help="the YAML you will pass to accelerate launch")
     sub.choices["export"].add_argument("--out", required=True)
     sub.choices["export"].add_argument("--format", choices=("diffusers", "kohya", "full"), default="config")
+    convert = sub.add_parser("convert-captions", help="rewrite pixel-keyed caption files with latent keys")
+    convert.add_argument("files", nargs="+", help="caption JSON files, rewritten in place")
+    convert.add_argument("--pixel-keys", action="store_true",
+                         help="bare objects {\"1\": ...} are keyed by pixel frames (the trainer's earlier reading)")
+    convert.add_argument("--pixel-frames", type=int, default=None,
+                         help="the clips' length in pixel frames (else a clip is taken to run past its last key)")
     args = parser.parse_args(argv)
-    {"cache": cmd_cache, "train": cmd_train, "export": cmd_export, "check": cmd_check}[args.command](args)
+    {"cache": cmd_cache, "train": cmd_train, "export": cmd_export, "check": cmd_check,
+     "convert-captions": cmd_convert_captions}[args.command](args)
 
 
 if __name__ == "__main__":

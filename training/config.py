@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..nodes.core import frames as fm  # noqa: TID252 - package-relative
 from .data.cache import DataConfig
 from .distributed import check_launch
 from .errors import ConfigError
@@ -177,9 +178,10 @@ def _check_data(config: TrainConfig) -> None:
             raise ConfigError(f"data.resolutions[{i}] = [{h}, {w}]: height and width must be positive "
                               f"multiples of 16 (VAE 8 x patch 2), e.g. [480, 832]")
     for i, n in enumerate(data.frame_buckets):
-        if n < 1 or (n - 1) % 4:
+        if not fm.is_valid_pixel_count(n):
+            nearest = fm.pixel_count(fm.latent_count(n)) if n >= 1 else 1
             raise ConfigError(f"data.frame_buckets[{i}] = {n}: pixel frame counts must be 4k+1 "
-                              f"(e.g. {max(1, n - (n - 1) % 4)} or 81)")
+                              f"(e.g. {nearest} or 81)")
     if not data.cache_dir:
         raise ConfigError("data.cache_dir is empty; set it to the folder the `cache` command writes")
 

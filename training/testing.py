@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
+from ..nodes.core import frames as fm  # noqa: TID252 - package-relative
 from ..nodes.core.files import save_safetensors_atomic, write_json_atomic
-from ..nodes.core.frames import pixel_count
 from .data.encoders import UMT5TextEncoder
 
 
@@ -120,9 +120,9 @@ def prepare_tiny_run(tmp, clips: int = 4, latent_frames: int = 3, latent_size: i
     from .data.cache import build_cache
 
     write_latent_dataset(Path(tmp) / "data", [
-        {"name": f"clip{i}", "captions": {"1": f"scene {i} opens", "6": f"scene {i} closes quietly"}}
+        {"name": f"clip{i}", "captions": {"1": f"scene {i} opens", str(latent_frames): f"scene {i} closes quietly"}}
         for i in range(clips)], frames=latent_frames, height=latent_size, width=latent_size)
-    size = {"resolutions": [[8 * latent_size, 8 * latent_size]], "frame_buckets": [pixel_count(latent_frames)]}
+    size = {"resolutions": [[8 * latent_size, 8 * latent_size]], "frame_buckets": [fm.pixel_count(latent_frames)]}
     raw = tiny_run_config(tmp, **{**sections, "data": {**size, **sections.get("data", {})}})
     build_cache(config_from_dict(raw).data, WordHashTextEncoder(32))
     return raw

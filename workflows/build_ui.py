@@ -102,7 +102,10 @@ def api_to_ui(api: dict, object_info: dict) -> dict:
 
 
 def ui_to_api(ui: dict, object_info: dict) -> dict:
-    """The API prompt the browser would queue for this UI workflow (widgets mapped by input order)."""
+    """The API prompt the browser would queue for this UI workflow (widgets mapped by input order).
+
+    A workflow saved before a node gained an optional widget holds no value for it: that input is
+    left out, so the node's default applies (the browser sends that same default)."""
     link_source = {link[0]: [str(link[1]), link[2]] for link in ui["links"]}
     api = {}
     for node in ui["nodes"]:
@@ -110,11 +113,14 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
         linked = {i["name"]: link_source[i["link"]] for i in node.get("inputs", []) if i.get("link") is not None}
         values = list(node.get("widgets_values", []))
         inputs = {}
+        optional = set(info["input"].get("optional", {}))
         for name, spec in input_specs(info):
             if name in linked:
                 inputs[name] = linked[name]
                 continue
             if not is_widget(spec):
+                continue
+            if not values and name in optional:
                 continue
             if not values:
                 raise ValueError(f"node {node['id']} ({node['type']}): no widget value for {name!r}")

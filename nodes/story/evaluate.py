@@ -1,4 +1,8 @@
-"""Score one video against its frame prompts (and optionally its video prompt) with any embedder."""
+"""Score one video against its frame prompts (and optionally its video prompt) with any embedder.
+
+The frame prompts are story text read by the pack's one compiler (nodes/core/prompts.py): each run of
+equal prompts is one prompt of the metrics, scored on the pixel frames of its latent frames.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .json_repair import loads_tolerant, validate_frame_prompts
+from ..core.prompts import compile_prompt_schedule
 from .metrics import (
     NORMALIZE_MODES,
     confusion_degree,
-    frames_for_prompts,
+    frames_in_span,
     middle_of_segment_indices,
     video_level_consistency,
 )
@@ -62,25 +66,29 @@ class MetricsReport:
         return "\n".join(lines) + "\n" + json.dumps(self.to_dict(), indent=1)
 
 
-def read_frame_prompts(text: str) -> list[str]:
-    """Prompts in order from the paper's JSON ({"1": ..., "N": ...}); repairs quotes, fences, commas."""
-    data = loads_tolerant(text)
-    count = len(data) if isinstance(data, (dict, list)) else 0
-    if count == 0:
-        raise ValueError("the frame prompts text holds no prompts; expected {\"1\": \"...\", ...}")
-    return list(validate_frame_prompts(data, count, text).values())
+def story_spans(text: str, pixel_frames: int, fps: float = 16.0, fmt: str = "auto",
+                key_unit: str = "pixel") -> list[tuple[int, int, str]]:
+    """(first pixel frame, end pixel frame exclusive, prompt) of each frame prompt of a story, read by
+    the schedule compiler exactly as FrameLevelPromptSchedule reads it over a video of `pixel_frames`."""
+    schedule = compile_prompt_schedule(text, length=pixel_frames, unit="pixel", fps=fps, fmt=fmt, key_unit=key_unit)
+    return schedule.pixel_runs(pixel_frames)
 
 
-def evaluate_video(frames, frame_prompts: list[str], embedder, video_prompt: str | None = None,
+def evaluate_video(frames, spans: list[tuple[int, int, str]], embedder, video_prompt: str | None = None,
                    options: MetricsOptions | None = None) -> MetricsReport:
-    """frames: (F, H, W, 3) pixel frames; prompt i is scored on the i-th of N equal spans of them."""
+    """frames: (F, H, W, 3) pixel frames; each frame prompt is scored on its own pixel frames (`spans`,
+    from `story_spans`)."""
     options = options or MetricsOptions()
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] < 3:
         raise ValueError(f"frames must have shape (F, H, W, 3), got {frames.shape}")
-    spans = frames_for_prompts(len(frames), len(frame_prompts), options.frames_per_prompt)
-    text = np.asarray(embedder.encode_text(list(frame_prompts)))
-    visual = np.asarray(embedder.encode_visual([frames[span] for span in spans]))
+    if not spans or spans[-1][1] > len(frames):
+        raise ValueError(f"the frame prompts cover {spans[-1][1] if spans else 0} pixel frames but the video "
+                         f"has {len(frames)}")
+    frame_prompts = [prompt for _, _, prompt in spans]
+    picked = [frames_in_span(start, stop, options.frames_per_prompt) for start, stop, _ in spans]
+    text = np.asarray(embedder.encode_text(frame_prompts))
+    visual = np.asarray(embedder.encode_visual([frames[indices] for indices in picked]))
     result = confusion_degree(text, visual, options.normalize, on_nonpositive=options.on_nonpositive)
     diagonal = np.diag(result.s_tf)
     video = None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.story.render import render_story
+from ..core.story.spread import spread_evenly
 from .client import ChatClient
 from .json_repair import FramePromptsError, frame_prompt_schema, parse_frame_prompts
 from .system_prompts import EXPAND_STORY, RETRY_AFTER_INVALID, render
@@ -96,12 +98,16 @@ def expand_prompt(video_prompt: str, client: ChatClient, options: ExpandOptions)
 
 
 def spread_beats(beats: dict[str, str], frames: int) -> dict[str, str]:
-    """Give `frames` frames (keys "1".."frames") the beat prompts in order, spread evenly.
-
-    Frame f (0-based) gets beat floor(f * B / frames), so each of B beats covers a contiguous run of
-    frames, the runs differ in length by at most one, and frames sharing a beat share its caption.
-    """
+    """Give `frames` latent frames (keys "1".."frames") the beat prompts in order, spread by the pack's one
+    even-spread rule (nodes/core/story/spread.py): each beat covers a contiguous run of frames."""
     ordered = [beats[str(n)] for n in range(1, len(beats) + 1)]
-    if not ordered or frames < len(ordered):
-        raise ValueError(f"cannot spread {len(ordered)} beats over {frames} frames: need frames >= beats >= 1")
-    return {str(f + 1): ordered[f * len(ordered) // frames] for f in range(frames)}
+    return {str(f + 1): prompt for f, prompt in enumerate(spread_evenly(ordered, frames))}
+
+
+def expansion_text(prompts: dict[str, str], latent_frames: int, syntax: str = "json", fps: float = 16.0) -> str:
+    """The expanded prompts (N beats or one per latent frame) as story text in `syntax`, spread over
+    `latent_frames` latent frames; `render_story` reads it back and refuses text that would not give
+    the same prompts."""
+    per_latent = list(prompts.values()) if len(prompts) == latent_frames else \
+        list(spread_beats(prompts, latent_frames).values())
+    return render_story(per_latent, syntax, fps=fps)

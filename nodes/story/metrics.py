@@ -134,17 +134,11 @@ def middle_of_segment_indices(num_frames: int, segments: int = 8) -> list[int]:
     return [min(num_frames - 1, int((edges[k] + edges[k + 1]) / 2)) for k in range(segments)]
 
 
-def frames_for_prompts(num_frames: int, num_prompts: int, per_prompt: int = 1) -> list[list[int]]:
-    """Split num_frames pixel frames into num_prompts equal spans; take `per_prompt` frames spread
-    evenly inside each span (1 = the span's centre frame, 8 = a ViCLIP-sized clip)."""
-    if num_prompts < 1 or num_frames < num_prompts:
-        raise ValueError(f"need at least one pixel frame per prompt: {num_frames} frames, {num_prompts} prompts")
-    if per_prompt < 1:
-        raise ValueError(f"per_prompt must be >= 1, got {per_prompt}")
-    edges = np.linspace(0, num_frames, num_prompts + 1)
-    spans = []
-    for k in range(num_prompts):
-        start, stop = edges[k], edges[k + 1]
-        points = start + (np.arange(per_prompt) + 0.5) * (stop - start) / per_prompt
-        spans.append([min(num_frames - 1, int(p)) for p in points])
-    return spans
+def frames_in_span(start: int, stop: int, count: int = 1) -> list[int]:
+    """`count` pixel frames spread evenly inside [start, stop), each the centre of an equal part
+    (1 = the span's centre frame, 8 = a ViCLIP-sized clip); frames repeat when the span is short."""
+    if stop <= start or start < 0:
+        raise ValueError(f"need a non-empty span of pixel frames, got {start}..{stop}")
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    return [start + int((k + 0.5) * (stop - start) / count) for k in range(count)]

@@ -2,7 +2,7 @@
 
 annotate  caption a folder of videos into a frame-level dataset (resumable; see pipeline.py)
 plan      print the clips and captioned frames a video would give, without any model
-metrics   Confusion Degree and text-video consistency of a video against its frame prompts JSON
+metrics   Confusion Degree and text-video consistency of a video against its story (frame prompts)
 """
 
 from __future__ import annotations
@@ -68,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     metrics = commands.add_parser("metrics", help="Confusion Degree and consistency of one video")
     metrics.add_argument("--video", type=Path, required=True, help="the generated video")
-    metrics.add_argument("--prompts", type=Path, required=True, help='frame prompts JSON {"1": ..., "N": ...}')
+    metrics.add_argument("--prompts", type=Path, required=True,
+                         help='story text file, read as FrameLevelPromptSchedule reads it (e.g. the paper\'s JSON '
+                              '{"1": ..., "8": ...} with 1-based LATENT frame keys) over the video\'s length')
+    metrics.add_argument("--format", default="auto", help="story format (as the schedule node's format input)")
+    metrics.add_argument("--key-unit", default="pixel", help="unit of keyframe-line keys: latent, pixel, seconds")
+    metrics.add_argument("--fps", type=float, default=None, help="fps for keys in seconds (default: the video's)")
     metrics.add_argument("--checkpoint", type=Path, required=True, help="local transformers CLIP folder")
     metrics.add_argument("--video-prompt", default="", help="video-level prompt (text, or @file)")
     metrics.add_argument("--normalize", choices=("row", "col", "sym", "none"), default="row")
@@ -113,16 +118,17 @@ def run_metrics(args) -> int:
     import numpy as np
 
     from ...nodes.story.embedders import load_embedder  # noqa: TID252 - package-relative
-    from ...nodes.story.evaluate import MetricsOptions, evaluate_video, read_frame_prompts  # noqa: TID252 - package-relative
+    from ...nodes.story.evaluate import MetricsOptions, evaluate_video, story_spans  # noqa: TID252 - package-relative
     from .video_io import decode_window, probe
 
-    prompts = read_frame_prompts(args.prompts.read_text(encoding="utf-8"))
     video_prompt = args.video_prompt
     if video_prompt.startswith("@"):
         video_prompt = Path(video_prompt[1:]).read_text(encoding="utf-8")
     info = probe(args.video)
     _, frames = decode_window(args.video, 0.0, info.duration_s + 1.0)
-    report = evaluate_video(np.stack(frames), prompts, load_embedder(args.checkpoint, args.device), video_prompt,
+    spans = story_spans(args.prompts.read_text(encoding="utf-8"), len(frames), fps=args.fps or info.fps,
+                        fmt=args.format, key_unit=args.key_unit)
+    report = evaluate_video(np.stack(frames), spans, load_embedder(args.checkpoint, args.device), video_prompt,
                             MetricsOptions(normalize=args.normalize, frames_per_prompt=args.frames_per_prompt))
     print(json.dumps(report.to_dict(), indent=1) if args.json else report.format())
     return 0

@@ -3,11 +3,12 @@
 Output layout (OUT = --out):
 
     OUT/clips/<clip_id>/clip.mp4        the clip at out_fps, 4k+1 pixel frames
-    OUT/clips/<clip_id>/captions.json   {"1": ..., "L": ...}: one caption per LATENT frame (1-based)
+    OUT/clips/<clip_id>/captions.json   the clip's story: the paper's JSON object, a 1-based LATENT frame
+                                        key where the caption changes (read by nodes/core/prompts.py)
     OUT/clips/<clip_id>/meta.json       where the clip came from and which frames were captioned
     OUT/clips/<clip_id>/DONE            written last: a clip without it is redone on the next run
     OUT/train/<clip_id>.mp4 / .json     flat view for the trainer (training/data/layout.py):
-                                        a hard link to the clip and {"unit": "latent", "captions": ...}
+                                        a hard link to the clip and the same story text
     OUT/metadata.jsonl                  one line per finished clip (rebuilt from DONE markers on start)
     OUT/duplicates.jsonl                videos left out as near-duplicates of an earlier one
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...nodes.core.files import atomic_path, write_text_atomic  # noqa: TID252 - package-relative
+from ...nodes.core.prompts import paper_json  # noqa: TID252 - package-relative
 from ...nodes.story.client import ChatClient, LLMError  # noqa: TID252 - package-relative
 from .caption import CaptionError, CaptionOptions, caption_frames
 from .dedup import DedupOptions, find_duplicates, phash
@@ -77,17 +79,16 @@ def remove_duplicates(videos: list[Path], root: Path, options: DedupOptions) -> 
     return [v for v in videos if str(v.relative_to(root)) not in duplicates], duplicates
 
 
-def latent_captions(plan: ClipPlan, captions: list[str]) -> dict[str, str]:
-    """The paper's format keyed by 1-based latent frame."""
-    return {str(i + 1): captions[k] for i, k in enumerate(plan.latent_caption)}
+def latent_captions(plan: ClipPlan, captions: list[str]) -> list[str]:
+    """The caption of every latent frame of the clip."""
+    return [captions[k] for k in plan.latent_caption]
 
 
 def _unique_in_order(texts) -> list[str]:
     return list(dict.fromkeys(texts))
 
 
-def clip_record(cid: str, source: str, plan: ClipPlan, by_latent: dict[str, str], mode: str) -> dict:
-    frame_captions = list(by_latent.values())
+def clip_record(cid: str, source: str, plan: ClipPlan, frame_captions: list[str], mode: str) -> dict:
     return {
         "clip_id": cid, "source": source, "start_s": round(plan.start_s, 4),
         "duration_s": round(plan.duration_s, 4), "fps": plan.out_fps, "pixel_frames": plan.pixel_frames,
@@ -100,6 +101,12 @@ def clip_record(cid: str, source: str, plan: ClipPlan, by_latent: dict[str, str]
     }
 
 
+def clip_story(record: dict) -> str:
+    """The clip's captions as story text (the paper's JSON object, 1-based latent keys), as written to
+    captions.json and the trainer view."""
+    return paper_json(record["frame_captions"])
+
+
 def _link_or_copy(source: Path, target: Path) -> None:
     with atomic_path(target) as temp:
         temp.unlink()
@@ -109,20 +116,19 @@ def _link_or_copy(source: Path, target: Path) -> None:
             shutil.copyfile(source, temp)
 
 
-def write_clip_files(out: Path, cid: str, pixels: list, record: dict, by_latent: dict[str, str],
-                     trainer_view: bool) -> None:
+def write_clip_files(out: Path, cid: str, pixels: list, record: dict, trainer_view: bool) -> None:
     folder = out / "clips" / cid
     folder.mkdir(parents=True, exist_ok=True)
     (folder / DONE).unlink(missing_ok=True)
     write_clip(folder / "clip.mp4", pixels, record["fps"])
-    write_text_atomic(folder / "captions.json", json.dumps(by_latent, ensure_ascii=False, indent=1))
+    story = clip_story(record)
+    write_text_atomic(folder / "captions.json", story)
     write_text_atomic(folder / "meta.json", json.dumps(record, ensure_ascii=False, indent=1))
     if trainer_view:
         train = out / "train"
         train.mkdir(exist_ok=True)
         _link_or_copy(folder / "clip.mp4", train / f"{cid}.mp4")
-        write_text_atomic(train / f"{cid}.json",
-                          json.dumps({"unit": "latent", "captions": by_latent}, ensure_ascii=False, indent=1))
+        write_text_atomic(train / f"{cid}.json", story)
     write_text_atomic(folder / DONE, "")
 
 
@@ -149,7 +155,7 @@ def append_index(out: Path, record: dict) -> None:
 
 
 def annotate_clip(path: Path, plan: ClipPlan, client: ChatClient, options: AnnotateOptions):
-    """(pixel frames to write, captions keyed by latent frame) of one planned clip."""
+    """(pixel frames to write, the caption of every latent frame) of one planned clip."""
     end = max(plan.pixel_times()[-1], plan.caption_times[-1])
     times, decoded = decode_window(path, plan.start_s, end)
     pixels = frames_at(times, decoded, plan.pixel_times())
@@ -178,13 +184,13 @@ def run_annotation(options: AnnotateOptions, client: ChatClient,
                 report.resumed.append(cid)
                 continue
             try:
-                pixels, by_latent = annotate_clip(path, plan, client, options)
+                pixels, frame_captions = annotate_clip(path, plan, client, options)
             except (CaptionError, LLMError, ValueError) as error:
                 report.failed[cid] = str(error)
                 log(f"FAILED {cid}: {error}")
                 continue
-            record = clip_record(cid, source, plan, by_latent, options.sampling.mode)
-            write_clip_files(out, cid, pixels, record, by_latent, options.trainer_view)
+            record = clip_record(cid, source, plan, frame_captions, options.sampling.mode)
+            write_clip_files(out, cid, pixels, record, options.trainer_view)
             append_index(out, record)
             report.written.append(cid)
             log(f"wrote {cid}: {plan.pixel_frames} pixel frames, {plan.latent_frames} latent captions")

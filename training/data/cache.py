@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ...nodes.core.files import save_safetensors_atomic, write_json_atomic  # noqa: TID252 - package-relative
-from ...nodes.core.frames import latent_count  # noqa: TID252 - package-relative
+from ...nodes.core.frames import latent_count, pixel_count  # noqa: TID252 - package-relative
 from .captions import distinct_frame_prompts, load_captions
 from .encoders import TextEncoder, VideoEncoder, normalize_wan21
 from .layout import ClipSource, find_clips, pick_frame_count, pick_resolution, prepare_pixels, read_pixels
@@ -61,7 +61,7 @@ def _encode_latent(clip: ClipSource, config: DataConfig, vae: VideoEncoder | Non
 
         with safe_open(str(clip.media), "pt") as handle:
             latent = handle.get_tensor("latent").float()
-            pixels = int((handle.metadata() or {}).get("pixel_frames", (latent.shape[1] - 1) * 4 + 1))
+            pixels = int((handle.metadata() or {}).get("pixel_frames", pixel_count(latent.shape[1])))
         return latent, pixels
     if vae is None:
         raise ValueError(f"{clip.media} is a pixel clip but no VAE was given; pass --vae or provide "
@@ -93,7 +93,7 @@ def _cache_clip(clip: ClipSource, config: DataConfig, vae, cache: Path, report: 
         latent, pixels = encoded
         save_safetensors_atomic({"latent": latent}, target, {"pixel_frames": str(pixels)})
         report.latents_encoded += 1
-    texts, routing = distinct_frame_prompts(load_captions(clip.captions), latent.shape[1], pixels)
+    texts, routing = distinct_frame_prompts(load_captions(clip.captions), latent.shape[1], str(clip.captions))
     record = {"name": clip.name, "latent": f"latents/{clip.name}.safetensors",
               "frames": latent.shape[1], "height": latent.shape[2], "width": latent.shape[3],
               "pixel_frames": pixels, "captions": [caption_key(t) for t in texts], "frame_prompt": routing}
@@ -117,9 +117,8 @@ def encode_captions(texts: list[str], encoder: TextEncoder, cache: Path, report:
 def _validation_records(config: DataConfig) -> tuple[list[dict], list[str]]:
     records, texts = [], []
     for path in config.validation_captions:
-        captions = load_captions(Path(path))
         frames = latent_count(max(config.frame_buckets))
-        distinct, routing = distinct_frame_prompts(captions, frames)
+        distinct, routing = distinct_frame_prompts(load_captions(Path(path)), frames, str(path))
         records.append({"name": Path(path).stem, "frames": frames, "captions": [caption_key(t) for t in distinct],
                         "frame_prompt": routing})
         texts += distinct

@@ -1,0 +1,46 @@
+"""Small text helpers shared by the syntax readers: content lines, prompt cleaning, places."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import PromptScheduleError
+
+_SPACES = re.compile(r"\s+")
+
+
+def shown(value: str, width: int = 60) -> str:
+    """A value quoted for an error message, shortened to `width` characters."""
+    value = " ".join(str(value).split())
+    return repr(value if len(value) <= width else value[: width - 3] + "...")
+
+
+def content_lines(text: str) -> list[tuple[int, str]]:
+    """(1-based line number, line) of non-blank lines that are not `#` comments."""
+    return [(n, line) for n, line in enumerate(text.splitlines(), start=1)
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def without_comments(text: str) -> str:
+    """The text with `#` comment lines blanked (line numbers and offsets of other lines kept)."""
+    return "\n".join("" if line.strip().startswith("#") else line for line in text.split("\n"))
+
+
+def line_at(text: str, offset: int) -> int:
+    """1-based line number of character `offset`."""
+    return text.count("\n", 0, offset) + 1
+
+
+def clean_prompt(prompt, where: str) -> str:
+    """The prompt with runs of white space made one space; refuses non-text and empty prompts."""
+    if not isinstance(prompt, str):
+        raise PromptScheduleError(f"{where}: prompt {prompt!r} is not text. Fix: write the prompt as a string")
+    cleaned = _SPACES.sub(" ", prompt).strip()
+    if not cleaned:
+        raise PromptScheduleError(f"{where}: the prompt is empty. Fix: write a prompt or remove the entry")
+    return cleaned
+
+
+def join_prompt(*parts: str) -> str:
+    """Non-empty parts joined with single spaces (global prompt, prefix, prompt, suffix)."""
+    return " ".join(cleaned for cleaned in (_SPACES.sub(" ", p or "").strip() for p in parts) if cleaned)
