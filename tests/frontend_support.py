@@ -1,5 +1,7 @@
-"""Helpers for the browser test: the real ComfyUI frontend (the comfyui-frontend-package that the
-server serves at `/`) in headless Chromium, driven through Playwright.
+"""Helpers for the browser tests: a real ComfyUI server with the pack linked, serving either the
+frontend its own requirements pin (comfyui-frontend-package 1.27.10 for ComfyUI 0.3.64) or the
+newest frontend from the registry (`--front-end-root $FRAMELEVEL_FRONTEND_ROOT_NEWEST`), opened in
+headless Chromium through Playwright.
 
 The frontend only reports a missing node type from inside `app.loadGraphData`: it collects the types
 that are not in `LiteGraph.registered_node_types`, hands that list to every extension's
@@ -12,11 +14,26 @@ node type cannot pass unnoticed.
 from __future__ import annotations
 
 import base64
+import contextlib
+import importlib.metadata
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import run_workflow  # noqa: E402
+
+# The static root (the folder holding index.html) of the newest comfyui-frontend-package, installed
+# apart from the venv: pip install --no-deps --target DIR comfyui-frontend-package==X, then
+# FRAMELEVEL_FRONTEND_ROOT_NEWEST=DIR/comfyui_frontend_package/static.
+NEWEST_ENV = "FRAMELEVEL_FRONTEND_ROOT_NEWEST"
+FRONTENDS = ("bundled", "newest")
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 
@@ -118,6 +135,7 @@ class Problem:
 @dataclass
 class Collector:
     base_url: str
+    allowed_404: tuple[str, ...] = ALLOWED_404_PATHS
     problems: list[Problem] = field(default_factory=list)
     allowed: list[Problem] = field(default_factory=list)
 
@@ -132,7 +150,7 @@ class Collector:
         url = (message.location or {}).get("url", "")
         problem = Problem("console.error", message.text, url)
         if (message.text.startswith("Failed to load resource: the server responded with a status of 404")
-                and url in {self.base_url + path for path in ALLOWED_404_PATHS}):
+                and url in {self.base_url + path for path in self.allowed_404}):
             self.allowed.append(problem)
         else:
             self.problems.append(problem)
@@ -193,3 +211,94 @@ LOAD_JS = """async (workflow) => {
 CLOSE_DIALOGS_JS = """() => {
     for (const button of document.querySelectorAll(".p-dialog .p-dialog-close-button")) button.click();
 }"""
+
+
+def frontend_root(which: str) -> Path | None:
+    """None for the frontend ComfyUI serves by itself; the newest one's static root from NEWEST_ENV
+    (the test skips, naming the variable, when it is unset)."""
+    if which == "bundled":
+        return None
+    value = os.environ.get(NEWEST_ENV)
+    if not value:
+        pytest.skip(f"the newest frontend is not installed here: set {NEWEST_ENV} to the static folder of "
+                    "`pip install --no-deps --target DIR comfyui-frontend-package==X` (DIR/comfyui_frontend_package/static)")
+    root = Path(value)
+    if not (root / "index.html").is_file():
+        pytest.fail(f"{NEWEST_ENV}={value} holds no index.html (give the package's `static` folder)")
+    return root
+
+
+def frontend_version(root: Path | None) -> str | None:
+    """The comfyui-frontend-package version of a static root (None = the one installed in this venv)."""
+    if root is None:
+        try:
+            return importlib.metadata.version("comfyui-frontend-package")
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    for info in root.parent.parent.glob("comfyui_frontend_package-*.dist-info"):
+        return info.name[len("comfyui_frontend_package-"):-len(".dist-info")]
+    return None
+
+
+def require_browser() -> None:
+    """Skip (with the reason) where ComfyUI, Chromium or Playwright is missing."""
+    if not os.environ.get("COMFYUI_PATH"):
+        pytest.skip("needs a ComfyUI checkout: set COMFYUI_PATH to it")
+    if chromium_path() is None:
+        pytest.skip(f"needs Chromium at {DEFAULT_CHROMIUM} (apt-get install chromium) or FRAMELEVEL_CHROMIUM")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as err:
+        pytest.skip(f"needs the Python package playwright ({err})")
+
+
+def api_workflows() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((ROOT / "api_workflows").glob("*.api.json"))]
+
+
+@contextlib.contextmanager
+def comfy_server(tmp: Path, root: Path | None = None):
+    """A real ComfyUI (COMFYUI_PATH, on the CPU) with the pack linked as custom_nodes/comfyui-framelevel,
+    empty model files (and 1x1 input images) named as the workflows name them, so the loader dropdowns
+    hold values the server lists, a seeded user directory, and `root` as --front-end-root if given."""
+    nodes_dir = tmp / "custom_nodes"
+    nodes_dir.mkdir(parents=True)
+    (nodes_dir / "comfyui-framelevel").symlink_to(ROOT, target_is_directory=True)
+    wanted = model_placeholders(api_workflows(), run_workflow.MODEL_INPUTS)
+    input_dir = write_placeholders(tmp / "models", wanted)
+    config = tmp / "extra_paths.yaml"
+    config.write_text(extra_paths_yaml(nodes_dir, tmp / "models", wanted))
+    seed_user_dir(tmp / "user", frontend_version(root))
+    args = ["--extra-model-paths-config", str(config), "--user-directory", str(tmp / "user"),
+            "--input-directory", str(input_dir), "--output-directory", str(tmp / "output")]
+    if root is not None:
+        args += ["--front-end-root", str(root)]
+    server = run_workflow.ComfyServer(Path(os.environ["COMFYUI_PATH"]), sys.executable, cpu=True,
+                                      log_path=tmp / "server.log", extra_args=args)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def browser_page(server, ready_node: str, allowed_404: tuple[str, ...] = ALLOWED_404_PATHS,
+                 viewport=(1600, 1000)):
+    """Chromium on the server's frontend, ready once `ready_node` is a registered node type; yields
+    (page, collector, the console errors of the start-up)."""
+    from playwright.sync_api import sync_playwright
+
+    collector = Collector(server.url, allowed_404=allowed_404)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            collector.attach(page)
+            page.goto(server.url + "/")
+            page.wait_for_function(READY_JS, arg=ready_node, timeout=90_000)
+            page.evaluate(EXTENSION_JS)
+            page.wait_for_load_state("networkidle")
+            yield page, collector, collector.take()
+        finally:
+            browser.close()

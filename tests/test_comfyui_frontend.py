@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflows"))
+sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "tests"))
 import frontend_support as fs  # noqa: E402
 import run_workflow  # noqa: E402
@@ -51,7 +51,7 @@ def server(tmp_path_factory):
     (nodes_dir / "comfyui-framelevel").symlink_to(ROOT, target_is_directory=True)
     # Empty model files (and 1x1 input images) named as the API workflows name them, so the loader
     # dropdowns hold values the server lists and LoadImage's preview finds its image.
-    apis = [json.loads(p.read_text()) for p in sorted((ROOT / "workflows").glob("*.api.json"))]
+    apis = [json.loads(p.read_text()) for p in sorted((ROOT / "api_workflows").glob("*.api.json"))]
     wanted = fs.model_placeholders(apis, run_workflow.MODEL_INPUTS)
     input_dir = fs.write_placeholders(tmp / "models", wanted)
     config = tmp / "extra_paths.yaml"
