@@ -121,6 +121,21 @@ def extra_paths_yaml(custom_nodes: Path, models_root: Path, keys) -> str:
 # Chromium asks for. Allowed only as 404s of exactly these two same-origin URLs.
 ALLOWED_404_PATHS = ("/user.css", "/favicon.ico")
 
+# Endpoints the newest frontend calls that ComfyUI 0.3.64 does not have (they came with later
+# servers): the jobs API behind the queue and history panel (GET /api/jobs?status=...) and the
+# subgraph library (GET /api/global_subgraphs). Each answers 404, which Chromium logs, and the
+# frontend logs its failed jobs fetch twice more. Allowed only with that frontend, only as these.
+NEWER_SERVER_PATHS = ("/api/jobs", "/api/global_subgraphs")
+NEWER_SERVER_MESSAGES = ("[Jobs API] Error fetching jobs: JobsApiError: Failed to fetch jobs: 404",
+                         "Failed to fetch queue: JobsApiError: Failed to fetch jobs: 404")
+
+
+def allowed_noise(which: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(URL paths whose 404 is allowed, console messages allowed) for the frontend `which`."""
+    if which == "newest":
+        return ALLOWED_404_PATHS + NEWER_SERVER_PATHS, NEWER_SERVER_MESSAGES
+    return ALLOWED_404_PATHS, ()
+
 
 @dataclass
 class Problem:
@@ -136,6 +151,7 @@ class Problem:
 class Collector:
     base_url: str
     allowed_404: tuple[str, ...] = ALLOWED_404_PATHS
+    allowed_messages: tuple[str, ...] = ()
     problems: list[Problem] = field(default_factory=list)
     allowed: list[Problem] = field(default_factory=list)
 
@@ -144,16 +160,17 @@ class Collector:
         page.on("pageerror", lambda error: self.problems.append(
             Problem("pageerror", error.stack or str(error))))
 
+    def _is_allowed(self, text: str, url: str) -> bool:
+        if text.startswith("Failed to load resource: the server responded with a status of 404"):
+            return url.split("?")[0] in {self.base_url + path for path in self.allowed_404}
+        return text.split("\n", 1)[0] in self.allowed_messages    # the first line; a stack trace may follow
+
     def _console(self, message) -> None:
         if message.type != "error":
             return
         url = (message.location or {}).get("url", "")
         problem = Problem("console.error", message.text, url)
-        if (message.text.startswith("Failed to load resource: the server responded with a status of 404")
-                and url in {self.base_url + path for path in self.allowed_404}):
-            self.allowed.append(problem)
-        else:
-            self.problems.append(problem)
+        (self.allowed if self._is_allowed(message.text, url) else self.problems).append(problem)
 
     def take(self) -> list[Problem]:
         taken, self.problems = self.problems, []
@@ -174,7 +191,13 @@ EXTENSION_JS = """() => {
     });
 }"""
 
+# The frontend's notice of missing node types: a dialog in 1.27, a status panel in newer frontends.
+NOTICES_JS = """const missingNotices = () => Array.from(
+    document.querySelectorAll(".p-dialog, [role=dialog], [role=status], [role=alert]")).filter(
+        (d) => /missing/i.test(d.textContent || ""));"""
+
 LOAD_JS = """async (workflow) => {
+    """ + NOTICES_JS + """
     window.__framelevelMissing = [];
     await window.app.loadGraphData(workflow);
     const registered = window.LiteGraph.registered_node_types;
@@ -203,13 +226,65 @@ LOAD_JS = """async (workflow) => {
         widgets_values: Object.fromEntries((saved.nodes || []).map(
             (n) => [String(n.id), n.widgets_values === undefined ? null : n.widgets_values])),
         bad_combos: combos,
-        missing_dialog: Array.from(document.querySelectorAll(".p-dialog")).some(
-            (d) => /missing/i.test(d.textContent || "")),
+        missing_dialog: missingNotices().length > 0,
     };
 }"""
 
+GEOMETRY_JS = """() => {
+    const graph = window.app.graph, canvas = window.app.canvas;
+    const links = graph.links instanceof Map ? Array.from(graph.links.values()) : Object.values(graph.links || {});
+    const outPos = (n, s) => Array.from(n.getOutputPos ? n.getOutputPos(s) : n.getConnectionPos(false, s));
+    const inPos = (n, s) => Array.from(n.getInputPos ? n.getInputPos(s) : n.getConnectionPos(true, s));
+    return {
+        nodes: graph.nodes.map((n) => ({id: n.id, type: n.type, size: Array.from(n.size),
+            bounding: Array.from(n.boundingRect ?? n.getBounding())})),
+        links: links.filter((l) => l).map((l) => ({id: l.id, origin: l.origin_id, target: l.target_id,
+            start: outPos(graph.getNodeById(l.origin_id), l.origin_slot),
+            end: inPos(graph.getNodeById(l.target_id), l.target_slot)})),
+        groups: (graph._groups || graph.groups).map((g) => ({title: g.title,
+            bounding: Array.from(g._bounding ?? g.boundingRect)})),
+        ds: {scale: canvas.ds.scale, offset: Array.from(canvas.ds.offset)},
+        lowQuality: canvas.low_quality, renderMode: canvas.links_render_mode, spline: window.LiteGraph.SPLINE_LINK,
+    };
+}"""
+
+# Nodes a person cannot see at the view as loaded: a corner or the title of the node's box lies
+# outside the window or under another element (the side bar, the menu, the minimap, a dialog).
+# The node's own widgets drawn as HTML (text areas, previews) count as the node.
+HIDDEN_NODES_JS = """() => {
+    const canvas = window.app.canvas, element = canvas.canvas, rect = element.getBoundingClientRect();
+    const {scale, offset} = canvas.ds, title = window.LiteGraph.NODE_TITLE_HEIGHT;
+    const toScreen = (x, y) => [rect.left + (x + offset[0]) * scale, rect.top + (y + offset[1]) * scale];
+    const hidden = [];
+    for (const node of window.app.graph.nodes) {
+        const [x, y] = node.pos, [w, h] = node.size;
+        const points = [[x + w / 2, y - title / 2], [x + 3, y - title + 3], [x + w - 3, y - title + 3],
+                        [x + 3, y + h - 3], [x + w - 3, y + h - 3]];
+        for (const [px, py] of points.map(([a, b]) => toScreen(a, b))) {
+            const hit = document.elementFromPoint(px, py);
+            if (hit !== element && !(hit && hit.closest(".dom-widget, .comfy-multiline-input, video, img"))) {
+                hidden.push({id: node.id, type: node.type, at: [Math.round(px), Math.round(py)],
+                             under: hit ? (hit.className || hit.tagName).toString().slice(0, 80) : "outside the window"});
+                break;
+            }
+        }
+    }
+    return hidden;
+}"""
+
 CLOSE_DIALOGS_JS = """() => {
-    for (const button of document.querySelectorAll(".p-dialog .p-dialog-close-button")) button.click();
+    """ + NOTICES_JS + """
+    for (const notice of missingNotices()) {
+        const buttons = Array.from(notice.querySelectorAll("button"));
+        const close = notice.querySelector(".p-dialog-close-button")
+            || buttons.find((b) => /close|dismiss/i.test(b.getAttribute("aria-label") || "")) || buttons[0];
+        if (close) close.click();
+    }
+}"""
+
+NO_NOTICE_JS = """() => {
+    """ + NOTICES_JS + """
+    return missingNotices().length === 0;
 }"""
 
 
@@ -283,13 +358,14 @@ def comfy_server(tmp: Path, root: Path | None = None):
 
 
 @contextlib.contextmanager
-def browser_page(server, ready_node: str, allowed_404: tuple[str, ...] = ALLOWED_404_PATHS,
-                 viewport=(1600, 1000)):
-    """Chromium on the server's frontend, ready once `ready_node` is a registered node type; yields
-    (page, collector, the console errors of the start-up)."""
+def browser_page(server, ready_node: str, which: str = "bundled", viewport=(1920, 1080)):
+    """Chromium (a full-HD window) on the server's frontend, ready once `ready_node` is a registered node
+    type; yields (page, collector, the console errors of the start-up). `which` says whose start-up
+    noise is allowed (allowed_noise)."""
     from playwright.sync_api import sync_playwright
 
-    collector = Collector(server.url, allowed_404=allowed_404)
+    allowed_404, allowed_messages = allowed_noise(which)
+    collector = Collector(server.url, allowed_404=allowed_404, allowed_messages=allowed_messages)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=LAUNCH_ARGS)
         try:

@@ -145,8 +145,8 @@ def test_layout_groups_links_and_story_width(name):
 
 @pytest.mark.parametrize("name", MAIN)
 def test_main_workflows_open_readable_and_whole(name):
-    """The fitted view shows every node inside the full-HD canvas at a scale where the frontend still
-    draws text (ui_layout.READABLE_SCALE)."""
+    """The fitted view shows every node inside the full-HD canvas, clear of the minimap corner, at a scale
+    where the frontend still draws text (ui_layout.READABLE_SCALE)."""
     ds = UI[name]["extra"]["ds"]
     assert ds["scale"] >= ui_layout.READABLE_SCALE
     left, top, right, bottom = ui_layout.VIEW_MARGINS
@@ -154,3 +154,4 @@ def test_main_workflows_open_readable_and_whole(name):
         x0, y0 = (box.x + ds["offset"][0]) * ds["scale"], (box.top + ds["offset"][1]) * ds["scale"]
         x1, y1 = (box.right + ds["offset"][0]) * ds["scale"], (box.bottom + ds["offset"][1]) * ds["scale"]
         assert left <= x0 and top <= y0 and x1 <= ui_layout.VIEW[0] - right and y1 <= ui_layout.VIEW[1] - bottom
+        assert x1 < ui_layout.MINIMAP[0] or y1 < ui_layout.MINIMAP[1], "a node under the minimap corner"

@@ -16,6 +16,7 @@ test checks the same rule with the geometry the frontend itself reports.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -51,8 +52,9 @@ class Box:
         return self.x + self.w + 1 - SLOT_HEIGHT * 0.5, self.y + (row + 0.7) * SLOT_HEIGHT
 
 
+@functools.lru_cache(maxsize=65536)
 def link_curve(start: tuple[float, float], end: tuple[float, float], segments: int = CURVE_SEGMENTS):
-    """Points along the frontend's spline from an output slot to an input slot."""
+    """Points along the frontend's spline from an output slot to an input slot (a tuple, cached)."""
     (x0, y0), (x3, y3) = start, end
     d = max(30.0, math.hypot(x3 - x0, y3 - y0) * 0.25)
     x1, y1, x2, y2 = x0 + d, y0, x3 - d, y3
@@ -61,7 +63,7 @@ def link_curve(start: tuple[float, float], end: tuple[float, float], segments: i
         t = k / segments
         a, b, c, e = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t * t, t ** 3
         points.append((a * x0 + b * x1 + c * x2 + e * x3, a * y0 + b * y1 + c * y2 + e * y3))
-    return points
+    return tuple(points)
 
 
 def _segment_hits_rect(p, q, rect) -> bool:
@@ -85,16 +87,23 @@ def _segment_hits_rect(p, q, rect) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=65536)
+def _extent(points) -> tuple[float, float, float, float]:
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
 def curve_hits_box(points, box: Box, margin: float = 4.0) -> bool:
     """Whether a link curve passes through a node's drawn box (grown by `margin` on every side)."""
+    points = tuple(points)
     rect = (box.x - margin, box.top - margin, box.right + margin, box.bottom + margin)
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    if max(xs) < rect[0] or min(xs) > rect[2] or max(ys) < rect[1] or min(ys) > rect[3]:
+    left, top, right, bottom = _extent(points)
+    if right < rect[0] or left > rect[2] or bottom < rect[1] or top > rect[3]:
         return False
-    return any(_segment_hits_rect(p, q, rect) for p, q in zip(points, points[1:]))
-
-
-def curve_y_range_over(points, x0: float, x1: float) -> tuple[float, float] | None:
-    """The lowest and highest y a curve takes while its x lies in [x0, x1] (None if never)."""
-    ys = [y for x, y in points if x0 <= x <= x1]
-    return (min(ys), max(ys)) if ys else None
+    for p, q in zip(points, points[1:]):
+        if max(p[0], q[0]) < rect[0] or min(p[0], q[0]) > rect[2] or max(p[1], q[1]) < rect[1] \
+                or min(p[1], q[1]) > rect[3]:
+            continue
+        if _segment_hits_rect(p, q, rect):
+            return True
+    return False

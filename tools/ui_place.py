@@ -13,6 +13,7 @@ for the frontend's geometry; ui_layout.py chooses the column orders).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ui_geometry import SLOT_HEIGHT, TITLE_HEIGHT, Box, curve_hits_box, link_curve
@@ -35,14 +36,14 @@ GROUP_OF_CLASS = {
 }
 
 STORY_CLASS = "FrameLevelPromptSchedule"
-STORY_WIDTH = 520          # graph px: about 65 characters of the story per line at the default font
+STORY_WIDTH = 500          # graph px: about 65 characters of the story per line at the default font
 DEFAULT_WIDTH = 250
 # (width, minimum body height) where the widgets alone do not say it: text areas and previews.
 SIZES = {
-    STORY_CLASS: (STORY_WIDTH, 440), "CLIPTextEncode": (340, 150), "FrameLevelPromptExpand": (420, 300),
+    STORY_CLASS: (STORY_WIDTH, 440), "CLIPTextEncode": (320, 150), "FrameLevelPromptExpand": (420, 300),
     "UNETLoader": (330, 0), "CLIPLoader": (330, 0), "VAELoader": (330, 0), "CLIPVisionLoader": (330, 0),
     "LoraLoaderModelOnly": (330, 0), "LoadImage": (280, 230), "FrameLevelAnchorFrames": (300, 0),
-    "SaveVideo": (320, 380), "PreviewImage": (360, 300),
+    "SaveVideo": (300, 220), "PreviewImage": (320, 300),
 }
 WIDGET_HEIGHT = 24
 MULTILINE_HEIGHT = 120
@@ -67,6 +68,7 @@ class Node:
     inputs: list[tuple[str, int, str]]  # (source id, source output, input name) per link
     band: int = 0
     column: int = 0
+    consumers: list[tuple[str, int]] = field(default_factory=list)   # (target id, own output) per link
 
 
 @dataclass
@@ -113,6 +115,14 @@ def body_height(info: dict, specs: list[tuple[str, list]], sockets: list[str]) -
     return height + (14 if widgets else 6)
 
 
+def min_width(title: str, specs: list[tuple[str, list]]) -> float:
+    """A width the frontend will not widen on load: it makes room for the whole title and for each
+    widget's label and value (estimated generously at 7.2 px per title character, 7 per label one)."""
+    widest_label = max((len(name) for name, spec in specs if _is_widget(spec)), default=0)
+    width = max(40 + 7.2 * len(title), 7 * widest_label + 120 if widest_label else 0)
+    return math.ceil(width / 10) * 10
+
+
 def read_nodes(api: dict, object_info: dict, input_specs) -> dict[str, Node]:
     nodes = {}
     for node_id, node in api.items():
@@ -122,6 +132,7 @@ def read_nodes(api: dict, object_info: dict, input_specs) -> dict[str, Node]:
         links = [(str(v[0]), v[1], name) for name, v in node["inputs"].items()
                  if isinstance(v, list) and len(v) == 2 and isinstance(v[1], int)]
         width, min_height = SIZES.get(node["class_type"], (DEFAULT_WIDTH, 0))
+        width = max(width, min_width(node.get("_meta", {}).get("title", node["class_type"]), specs))
         nodes[node_id] = Node(node_id, node["class_type"], group_of(node["class_type"], info), width,
                               max(min_height, body_height(info, specs, sockets)), sockets, links)
     return nodes
@@ -137,6 +148,9 @@ def _equal_column_widths(nodes: dict[str, Node]) -> None:
 
 
 def _assign_columns(nodes: dict[str, Node]) -> None:
+    for node in nodes.values():
+        for source, slot, _ in node.inputs:
+            nodes[source].consumers.append((node.id, slot))
     band_of_group = {group: band for band, groups in enumerate(BANDS) for group in groups}
     for node in nodes.values():
         node.band = band_of_group[node.group]
@@ -213,11 +227,11 @@ def _below_lanes(y: float, node: Node, x: float, lanes: list[Lane]) -> float:
 def _lanes_from(layout: Layout, node: Node, xs) -> list[Lane]:
     """Lanes of the long links leaving a node just placed (their targets are to the right)."""
     lanes = []
-    for target in layout.nodes.values():
-        for source, slot, _ in target.inputs:
-            if source == node.id and _spans_columns(layout, source, target, xs):
-                lanes.append(Lane(layout.boxes[source].right, xs[(target.band, target.column)],
-                                  layout.boxes[source].output_slot(slot)[1]))
+    for target_id, slot in node.consumers:
+        target = layout.nodes[target_id]
+        if _spans_columns(layout, node.id, target, xs):
+            lanes.append(Lane(layout.boxes[node.id].right, xs[(target.band, target.column)],
+                              layout.boxes[node.id].output_slot(slot)[1]))
     return lanes
 
 
@@ -307,22 +321,22 @@ def crossings(layout: Layout) -> list[tuple[tuple[str, str, str], str]]:
 
 
 def _fix(layout: Layout, link, crossed: str) -> None:
-    """Push down what makes a link cross a node: the higher end of a link that is not level (so it
-    becomes a level lane), else the crossed node (below the link)."""
+    """Push down what makes a link cross a node, the shorter of two moves: the link's higher end (so the
+    link runs level) or the crossed node (below the link)."""
     source, target, name = link
     node = layout.nodes[target]
     slot = next(s for src, s, n in node.inputs if src == source and n == name)
     start = layout.boxes[source].output_slot(slot)
     end = layout.boxes[target].input_slot(_input_row(node, name))
-    xs = _column_x(layout)
-    long_inputs = [(s, n) for s, _, n in node.inputs if _spans_columns(layout, s, node, xs)]
-    if long_inputs[:1] == [(source, name)] and abs(start[1] - end[1]) > 0.5:
-        higher = source if start[1] < end[1] else target
-        layout.extra[higher] = layout.extra.get(higher, 0.0) + abs(start[1] - end[1])
-        return
     box = layout.boxes[crossed]
     ys = [y for x, y in link_curve(start, end, 400) if box.x - CLEARANCE <= x <= box.right + CLEARANCE]
-    layout.extra[crossed] = layout.extra.get(crossed, 0.0) + max(ys, default=box.top) + CLEARANCE - box.top
+    below = max(max(ys, default=box.top) + CLEARANCE - box.top, CLEARANCE)
+    level = abs(start[1] - end[1])
+    if 0.5 < level < below:
+        higher = source if start[1] < end[1] else target
+        layout.extra[higher] = layout.extra.get(higher, 0.0) + level
+        return
+    layout.extra[crossed] = layout.extra.get(crossed, 0.0) + below
 
 
 def untangle(layout: Layout, strict: bool = True) -> None:
