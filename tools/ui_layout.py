@@ -13,9 +13,21 @@ import itertools
 import random
 
 from ui_geometry import TITLE_HEIGHT
-from ui_place import (GROUP_COLOURS, GROUPS, STORY_CLASS, STORY_WIDTH, Layout, _assign_columns,  # noqa: F401
-                      _initial_order, _reorder_by_neighbours, iter_crossings, long_link_sources, place, read_nodes,
-                      untangle)
+from ui_place import (  # noqa: F401
+    GROUP_COLOURS,
+    GROUPS,
+    STORY_CLASS,
+    STORY_WIDTH,
+    Layout,
+    assign_columns,
+    initial_order,
+    iter_crossings,
+    long_link_sources,
+    place,
+    read_nodes,
+    reorder_by_neighbours,
+    untangle,
+)
 
 RESTARTS = 2             # seeded shuffles of the column orders to descend from, besides two fixed starts
 SEED = 2505
@@ -74,11 +86,11 @@ def _starts(layout: Layout) -> list[dict]:
 
 def lay_out(api: dict, object_info: dict, input_specs, strict: bool = True) -> Layout:
     layout = Layout(read_nodes(api, object_info, input_specs))
-    _assign_columns(layout.nodes)
-    _initial_order(layout)
+    assign_columns(layout.nodes)
+    initial_order(layout)
     place(layout)
     for _ in range(2):
-        _reorder_by_neighbours(layout)
+        reorder_by_neighbours(layout)
         place(layout)
     results = []
     for start in _starts(layout):

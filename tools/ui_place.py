@@ -147,7 +147,7 @@ def _equal_column_widths(nodes: dict[str, Node]) -> None:
         node.w = widths[(node.band, node.column)]
 
 
-def _assign_columns(nodes: dict[str, Node]) -> None:
+def assign_columns(nodes: dict[str, Node]) -> None:
     for node in nodes.values():
         for source, slot, _ in node.inputs:
             nodes[source].consumers.append((node.id, slot))
@@ -353,14 +353,14 @@ def untangle(layout: Layout, strict: bool = True) -> None:
                          f"passes through node {crossed}; change the node's group or size in ui_place.py")
 
 
-def _initial_order(layout: Layout) -> None:
+def initial_order(layout: Layout) -> None:
     layout.order = {}
     for node_id in sorted(layout.nodes, key=int):
         node = layout.nodes[node_id]
         layout.order.setdefault((node.band, node.group, node.column), []).append(node_id)
 
 
-def _reorder_by_neighbours(layout: Layout) -> None:
+def reorder_by_neighbours(layout: Layout) -> None:
     """Sort each column by the mean height of the nodes its nodes are linked to (barycentre)."""
     neighbours: dict[str, list[float]] = {}
     for node in layout.nodes.values():
