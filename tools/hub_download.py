@@ -4,9 +4,9 @@ Built on huggingface_hub's own pieces: `hf_hub_url` (honours HF_ENDPOINT), `get_
 (one HEAD request: size, commit, download location, and the ETag, which for a file stored with Git
 LFS, as every model file is, is the SHA-256 of its content, from the `X-Linked-Etag` header) and
 `http_get` (streams with a tqdm progress bar, sends `Range` to continue, checks the size).
-`hf_hub_download` itself is not used: since huggingface_hub 1.x it deletes a partial download when
-the process stops, so a 10 GB file broken off at 90 % starts again from zero, and it does not hash
-what it downloaded. Here the partial file stays beside the target as `NAME.<etag>.part` until it is
+`hf_hub_download` itself is not used: the huggingface_hub 2.x that transformers brings (2.4 here)
+writes to a temporary file it deletes when the process stops, so a 10 GB file broken off at 90 %
+starts again from zero, and it checks only the size of what it downloaded, not its hash. Here the partial file stays beside the target as `NAME.<etag>.part` until it is
 complete, a later run continues it, and the finished file is compared with the published SHA-256
 before it takes its name; a mismatch deletes it and fails.
 """
