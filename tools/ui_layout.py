@@ -36,11 +36,15 @@ MAX_PERMUTED = 4         # columns up to this many nodes try every order; longer
 
 def _cost(layout: Layout) -> float:
     """Smaller is better: first the crossings left (so a search can walk through tangled orders), then
-    the fitted view's scale (larger is more readable), then how far nodes were pushed."""
+    the fitted view's scale (larger is more readable, counted in steps of 0.001), then how far links
+    climb or fall and nodes were pushed (tidier)."""
     place(layout)
     untangle(layout, strict=False)
     left = sum(1 for _ in iter_crossings(layout))
-    return 1000.0 * left - fitted_view(layout)["scale"] + 1e-6 * sum(layout.extra.values())
+    travel = sum(abs(layout.boxes[s].output_slot(slot)[1] - layout.boxes[t.id].input_slot(0)[1])
+                 for t in layout.nodes.values() for s, slot, _ in t.inputs)
+    scale = round(fitted_view(layout)["scale"], 3)
+    return 1000.0 * left - scale + 1e-7 * (travel + sum(layout.extra.values()))
 
 
 def _candidate_orders(ids: list[str]) -> list[list[str]]:
