@@ -49,11 +49,11 @@ def _first(api: dict, *classes: str) -> dict | None:
 
 
 def _steps(api: dict) -> int:
-    for cls in ("BasicScheduler", "KSampler", "FrameLevelDiffusionForcing"):
+    for cls in ("BasicScheduler", "KSampler", "KSamplerAdvanced", "FrameLevelDiffusionForcing"):
         inputs = _first(api, cls)
         if inputs is not None:
             return int(inputs["steps"])
-    raise ValueError("the workflow has no BasicScheduler, KSampler or FrameLevelDiffusionForcing to read steps from")
+    raise ValueError("the workflow has no BasicScheduler, KSampler(Advanced) or FrameLevelDiffusionForcing to read steps from")
 
 
 def _anchors(api: dict, frames: int) -> tuple[int, ...]:
