@@ -1,5 +1,7 @@
-"""Helpers for the browser test: the real ComfyUI frontend (the comfyui-frontend-package that the
-server serves at `/`) in headless Chromium, driven through Playwright.
+"""Helpers for the browser tests: a real ComfyUI server with the pack linked, serving either the
+frontend its own requirements pin (comfyui-frontend-package 1.27.10 for ComfyUI 0.3.64) or the
+newest frontend from the registry (`--front-end-root $FRAMELEVEL_NEWEST_FRONTEND_ROOT`), opened in
+headless Chromium through Playwright.
 
 The frontend only reports a missing node type from inside `app.loadGraphData`: it collects the types
 that are not in `LiteGraph.registered_node_types`, hands that list to every extension's
@@ -21,7 +23,18 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import ci_strict  # noqa: E402
+import run_workflow  # noqa: E402
+
+# The static root (the folder holding index.html) of the newest comfyui-frontend-package, installed
+# apart from the venv: pip install --no-deps --target DIR comfyui-frontend-package==X, then
+# FRAMELEVEL_NEWEST_FRONTEND_ROOT=DIR/comfyui_frontend_package/static.
+NEWEST_ENV = "FRAMELEVEL_NEWEST_FRONTEND_ROOT"
+FRONTENDS = ("bundled", "newest")
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 
@@ -104,52 +117,25 @@ def extra_paths_yaml(custom_nodes: Path, models_root: Path, keys) -> str:
     return "\n".join(lines) + "\n"
 
 
-def frontend_version(front_end_root: str | None) -> str | None:
-    """Version of the frontend served: the venv's comfyui-frontend-package, or the package a
-    --front-end-root folder (``<target>/comfyui_frontend_package/static``) was installed from."""
-    if front_end_root is None:
-        try:
-            return importlib.metadata.version("comfyui-frontend-package")
-        except importlib.metadata.PackageNotFoundError:
-            return None
-    infos = sorted(Path(front_end_root).resolve().parents[1].glob("comfyui_frontend_package-*.dist-info"))
-    return infos[-1].name.removesuffix(".dist-info").split("-", 1)[1] if infos else None
-
-
-@contextlib.contextmanager
-def comfyui_server(comfy_dir: Path, tmp: Path, front_end_root: str | None = None, settings: dict | None = None):
-    """A real ComfyUI on the CPU with this pack as a custom node, empty model files named as the API
-    workflows name them (so loader dropdowns hold the values the server lists) and the user directory
-    of an existing user; `front_end_root` serves another frontend (--front-end-root)."""
-    sys.path.insert(0, str(ROOT / "workflows"))
-    import run_workflow
-
-    nodes_dir = tmp / "custom_nodes"
-    nodes_dir.mkdir()
-    (nodes_dir / "comfyui-framelevel").symlink_to(ROOT, target_is_directory=True)
-    apis = [json.loads(p.read_text()) for p in sorted((ROOT / "workflows").glob("*.api.json"))]
-    wanted = model_placeholders(apis, run_workflow.MODEL_INPUTS)
-    input_dir = write_placeholders(tmp / "models", wanted)
-    config = tmp / "extra_paths.yaml"
-    config.write_text(extra_paths_yaml(nodes_dir, tmp / "models", wanted))
-    seed_user_dir(tmp / "user", frontend_version(front_end_root), settings)
-    args = ["--extra-model-paths-config", str(config), "--user-directory", str(tmp / "user"),
-            "--input-directory", str(input_dir), "--output-directory", str(tmp / "output")]
-    if front_end_root is not None:
-        args += ["--front-end-root", str(front_end_root)]
-    instance = run_workflow.ComfyServer(comfy_dir, sys.executable, cpu=True, log_path=tmp / "server.log",
-                                        extra_args=args)
-    try:
-        instance.wait_ready()
-        yield instance
-    finally:
-        instance.stop()
-
-
 # Page-load noise of the stock ComfyUI 0.3.64 + frontend 1.27.10, whatever the workflows: index.html
 # links a legacy `/user.css` that no ComfyUI route serves, and the frontend ships no favicon that
 # Chromium asks for. Allowed only as 404s of exactly these two same-origin URLs.
 ALLOWED_404_PATHS = ("/user.css", "/favicon.ico")
+
+# Endpoints the newest frontend calls that ComfyUI 0.3.64 does not have (they came with later
+# servers): the jobs API behind the queue and history panel (GET /api/jobs?status=...) and the
+# subgraph library (GET /api/global_subgraphs). Each answers 404, which Chromium logs, and the
+# frontend logs its failed jobs fetch twice more. Allowed only with that frontend, only as these.
+NEWER_SERVER_PATHS = ("/api/jobs", "/api/global_subgraphs")
+NEWER_SERVER_MESSAGES = ("[Jobs API] Error fetching jobs: JobsApiError: Failed to fetch jobs: 404",
+                         "Failed to fetch queue: JobsApiError: Failed to fetch jobs: 404")
+
+
+def allowed_noise(which: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(URL paths whose 404 is allowed, console messages allowed) for the frontend `which`."""
+    if which == "newest":
+        return ALLOWED_404_PATHS + NEWER_SERVER_PATHS, NEWER_SERVER_MESSAGES
+    return ALLOWED_404_PATHS, ()
 
 
 @dataclass
@@ -165,6 +151,8 @@ class Problem:
 @dataclass
 class Collector:
     base_url: str
+    allowed_404: tuple[str, ...] = ALLOWED_404_PATHS
+    allowed_messages: tuple[str, ...] = ()
     problems: list[Problem] = field(default_factory=list)
     allowed: list[Problem] = field(default_factory=list)
 
@@ -173,16 +161,17 @@ class Collector:
         page.on("pageerror", lambda error: self.problems.append(
             Problem("pageerror", error.stack or str(error))))
 
+    def _is_allowed(self, text: str, url: str) -> bool:
+        if text.startswith("Failed to load resource: the server responded with a status of 404"):
+            return url.split("?")[0] in {self.base_url + path for path in self.allowed_404}
+        return text.split("\n", 1)[0] in self.allowed_messages    # the first line; a stack trace may follow
+
     def _console(self, message) -> None:
         if message.type != "error":
             return
         url = (message.location or {}).get("url", "")
         problem = Problem("console.error", message.text, url)
-        if (message.text.startswith("Failed to load resource: the server responded with a status of 404")
-                and url in {self.base_url + path for path in ALLOWED_404_PATHS}):
-            self.allowed.append(problem)
-        else:
-            self.problems.append(problem)
+        (self.allowed if self._is_allowed(message.text, url) else self.problems).append(problem)
 
     def take(self) -> list[Problem]:
         taken, self.problems = self.problems, []
@@ -203,7 +192,13 @@ EXTENSION_JS = """() => {
     });
 }"""
 
+# The frontend's notice of missing node types: a dialog in 1.27, a status panel in newer frontends.
+NOTICES_JS = """const missingNotices = () => Array.from(
+    document.querySelectorAll(".p-dialog, [role=dialog], [role=status], [role=alert]")).filter(
+        (d) => /missing/i.test(d.textContent || ""));"""
+
 LOAD_JS = """async (workflow) => {
+    """ + NOTICES_JS + """
     window.__framelevelMissing = [];
     await window.app.loadGraphData(workflow);
     const registered = window.LiteGraph.registered_node_types;
@@ -232,11 +227,157 @@ LOAD_JS = """async (workflow) => {
         widgets_values: Object.fromEntries((saved.nodes || []).map(
             (n) => [String(n.id), n.widgets_values === undefined ? null : n.widgets_values])),
         bad_combos: combos,
-        missing_dialog: Array.from(document.querySelectorAll(".p-dialog")).some(
-            (d) => /missing/i.test(d.textContent || "")),
+        missing_dialog: missingNotices().length > 0,
     };
 }"""
 
-CLOSE_DIALOGS_JS = """() => {
-    for (const button of document.querySelectorAll(".p-dialog .p-dialog-close-button")) button.click();
+GEOMETRY_JS = """() => {
+    const graph = window.app.graph, canvas = window.app.canvas;
+    const links = graph.links instanceof Map ? Array.from(graph.links.values()) : Object.values(graph.links || {});
+    const outPos = (n, s) => Array.from(n.getOutputPos ? n.getOutputPos(s) : n.getConnectionPos(false, s));
+    const inPos = (n, s) => Array.from(n.getInputPos ? n.getInputPos(s) : n.getConnectionPos(true, s));
+    return {
+        nodes: graph.nodes.map((n) => ({id: n.id, type: n.type, size: Array.from(n.size),
+            bounding: Array.from(n.boundingRect ?? n.getBounding())})),
+        links: links.filter((l) => l).map((l) => ({id: l.id, origin: l.origin_id, target: l.target_id,
+            start: outPos(graph.getNodeById(l.origin_id), l.origin_slot),
+            end: inPos(graph.getNodeById(l.target_id), l.target_slot)})),
+        groups: (graph._groups || graph.groups).map((g) => ({title: g.title,
+            bounding: Array.from(g._bounding ?? g.boundingRect)})),
+        ds: {scale: canvas.ds.scale, offset: Array.from(canvas.ds.offset)},
+        lowQuality: canvas.low_quality, renderMode: canvas.links_render_mode, spline: window.LiteGraph.SPLINE_LINK,
+    };
 }"""
+
+# Nodes a person cannot see at the view as loaded: a corner or the title of the node's box lies
+# outside the window or under another element (the side bar, the menu, the minimap, a dialog).
+# The node's own widgets drawn as HTML (text areas, previews) count as the node.
+HIDDEN_NODES_JS = """() => {
+    const canvas = window.app.canvas, element = canvas.canvas, rect = element.getBoundingClientRect();
+    const {scale, offset} = canvas.ds, title = window.LiteGraph.NODE_TITLE_HEIGHT;
+    const toScreen = (x, y) => [rect.left + (x + offset[0]) * scale, rect.top + (y + offset[1]) * scale];
+    const hidden = [];
+    for (const node of window.app.graph.nodes) {
+        const [x, y] = node.pos, [w, h] = node.size;
+        const points = [[x + w / 2, y - title / 2], [x + 3, y - title + 3], [x + w - 3, y - title + 3],
+                        [x + 3, y + h - 3], [x + w - 3, y + h - 3]];
+        for (const [px, py] of points.map(([a, b]) => toScreen(a, b))) {
+            const hit = document.elementFromPoint(px, py);
+            if (hit !== element && !(hit && hit.closest(".dom-widget, .comfy-multiline-input, video, img"))) {
+                hidden.push({id: node.id, type: node.type, at: [Math.round(px), Math.round(py)],
+                             under: hit ? (hit.className || hit.tagName).toString().slice(0, 80) : "outside the window"});
+                break;
+            }
+        }
+    }
+    return hidden;
+}"""
+
+CLOSE_DIALOGS_JS = """() => {
+    """ + NOTICES_JS + """
+    for (const notice of missingNotices()) {
+        const buttons = Array.from(notice.querySelectorAll("button"));
+        const close = notice.querySelector(".p-dialog-close-button")
+            || buttons.find((b) => /close|dismiss/i.test(b.getAttribute("aria-label") || "")) || buttons[0];
+        if (close) close.click();
+    }
+}"""
+
+NO_NOTICE_JS = """() => {
+    """ + NOTICES_JS + """
+    return missingNotices().length === 0;
+}"""
+
+
+def frontend_root(which: str) -> Path | None:
+    """None for the frontend ComfyUI serves by itself; the newest one's static root from NEWEST_ENV
+    (the test skips, naming the variable, when it is unset)."""
+    if which == "bundled":
+        return None
+    value = os.environ.get(NEWEST_ENV)
+    if not value:
+        ci_strict.unavailable(f"the newest frontend is not installed here: set {NEWEST_ENV} to the static folder of "
+                    "`pip install --no-deps --target DIR comfyui-frontend-package==X` (DIR/comfyui_frontend_package/static)")
+    root = Path(value)
+    if not (root / "index.html").is_file():
+        pytest.fail(f"{NEWEST_ENV}={value} holds no index.html (give the package's `static` folder)")
+    return root
+
+
+def frontend_version(root: Path | None) -> str | None:
+    """The comfyui-frontend-package version of a static root (None = the one installed in this venv)."""
+    if root is None:
+        try:
+            return importlib.metadata.version("comfyui-frontend-package")
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    for info in root.parent.parent.glob("comfyui_frontend_package-*.dist-info"):
+        return info.name[len("comfyui_frontend_package-"):-len(".dist-info")]
+    return None
+
+
+def require_browser() -> None:
+    """Skip (with the reason; in CI's strict mode, fail) where ComfyUI, Chromium or Playwright is missing."""
+    if not os.environ.get("COMFYUI_PATH"):
+        ci_strict.unavailable("needs a ComfyUI checkout: set COMFYUI_PATH to it")
+    if chromium_path() is None:
+        ci_strict.unavailable(f"needs Chromium at {DEFAULT_CHROMIUM} (apt-get install chromium) or "
+                              "FRAMELEVEL_CHROMIUM")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as err:
+        ci_strict.unavailable(f"needs the Python package playwright ({err})")
+
+
+def api_workflows() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((ROOT / "workflows" / "api").glob("*.api.json"))]
+
+
+@contextlib.contextmanager
+def comfy_server(tmp: Path, root: Path | None = None, settings: dict | None = None):
+    """A real ComfyUI (COMFYUI_PATH, on the CPU) with the pack linked as custom_nodes/comfyui-framelevel,
+    empty model files (and 1x1 input images) named as the workflows name them, so the loader dropdowns
+    hold values the server lists, a user directory seeded with `settings`, and `root` as
+    --front-end-root if given."""
+    nodes_dir = tmp / "custom_nodes"
+    nodes_dir.mkdir(parents=True)
+    (nodes_dir / "comfyui-framelevel").symlink_to(ROOT, target_is_directory=True)
+    wanted = model_placeholders(api_workflows(), run_workflow.MODEL_INPUTS)
+    input_dir = write_placeholders(tmp / "models", wanted)
+    config = tmp / "extra_paths.yaml"
+    config.write_text(extra_paths_yaml(nodes_dir, tmp / "models", wanted))
+    seed_user_dir(tmp / "user", frontend_version(root), settings)
+    args = ["--extra-model-paths-config", str(config), "--user-directory", str(tmp / "user"),
+            "--input-directory", str(input_dir), "--output-directory", str(tmp / "output")]
+    if root is not None:
+        args += ["--front-end-root", str(root)]
+    server = run_workflow.ComfyServer(Path(os.environ["COMFYUI_PATH"]), sys.executable, cpu=True,
+                                      log_path=tmp / "server.log", extra_args=args)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def browser_page(server, ready_node: str, which: str = "bundled", viewport=(1920, 1080)):
+    """Chromium (a full-HD window) on the server's frontend, ready once `ready_node` is a registered node
+    type; yields (page, collector, the console errors of the start-up). `which` says whose start-up
+    noise is allowed (allowed_noise)."""
+    from playwright.sync_api import sync_playwright
+
+    allowed_404, allowed_messages = allowed_noise(which)
+    collector = Collector(server.url, allowed_404=allowed_404, allowed_messages=allowed_messages)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            collector.attach(page)
+            page.goto(server.url + "/")
+            page.wait_for_function(READY_JS, arg=ready_node, timeout=90_000)
+            page.evaluate(EXTENSION_JS)
+            page.wait_for_load_state("networkidle")
+            yield page, collector, collector.take()
+        finally:
+            browser.close()

@@ -1,4 +1,5 @@
-"""The pack inside a real ComfyUI server: loads cleanly, nodes in /object_info, workflows round-trip."""
+"""The pack inside a real ComfyUI server: loads cleanly, nodes in /object_info, workflows round-trip and are
+what build_ui.py writes, and the template browser's route lists exactly the UI workflows."""
 
 import json
 import os
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflows"))
+sys.path.insert(0, str(ROOT / "tools"))
 import build_ui  # noqa: E402
 import run_workflow  # noqa: E402
 
@@ -73,10 +74,10 @@ def test_bad_schedule_fails_with_the_line_and_the_fix(server):
     assert 'key \\"9\\": past the end' in message and "Fix:" in message
 
 
-@pytest.mark.parametrize("api_path", sorted((ROOT / "workflows").glob("*.api.json")), ids=lambda p: p.name)
+@pytest.mark.parametrize("api_path", sorted((ROOT / "workflows" / "api").glob("*.api.json")), ids=lambda p: p.name)
 def test_workflow_ui_and_api_formats_agree(server, api_path):
     api = json.loads(api_path.read_text())
-    ui = json.loads(api_path.with_name(api_path.name.replace(".api.json", ".json")).read_text())
+    ui = json.loads((build_ui.UI_DIR / api_path.name.replace(".api.json", ".json")).read_text())
     for node in api.values():
         assert node["class_type"] in server.object_info, f"unknown node type {node['class_type']}"
     back = build_ui.ui_to_api(ui, server.object_info)
@@ -85,7 +86,7 @@ def test_workflow_ui_and_api_formats_agree(server, api_path):
 
 def test_server_validates_every_workflow_except_missing_models(server):
     """ComfyUI's own validation accepts each graph; the only complaints are absent model files."""
-    for api_path in sorted((ROOT / "workflows").glob("*.api.json")):
+    for api_path in sorted((ROOT / "workflows" / "api").glob("*.api.json")):
         api = json.loads(api_path.read_text())
         try:
             run_workflow.http_json(server.url + "/prompt", {"prompt": api})
@@ -113,3 +114,30 @@ def test_story_timeline_route_and_extension_are_served(server):
     assert script in extensions
     with run_workflow.urllib.request.urlopen(server.url + script, timeout=10) as response:
         assert b"framelevel.storyTimeline" in response.read()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api_path", sorted((ROOT / "workflows" / "api").glob("*.api.json")), ids=lambda p: p.name)
+def test_ui_file_is_what_build_ui_writes(server, api_path):
+    """The committed UI file (layout, groups, model metadata, fitted view) is generated, not edited by
+    hand: regenerating it from the API file gives it back exactly."""
+    ui = json.loads((build_ui.UI_DIR / api_path.name.replace(".api.json", ".json")).read_text())
+    assert build_ui.api_to_ui(json.loads(api_path.read_text()), server.object_info) == ui, (
+        f"run: python tools/build_ui.py --comfyui $COMFYUI_PATH {api_path.relative_to(ROOT)}")
+
+
+def test_template_route_lists_exactly_the_ui_workflows(server):
+    """GET /workflow_templates (what the template browser reads) names our UI workflows and nothing
+    else of the pack, and each one's JSON and thumbnail are served where the browser fetches them."""
+    listed = run_workflow.http_json(server.url + "/workflow_templates")
+    ui_names = sorted(p.stem for p in build_ui.UI_DIR.glob("*.json"))
+    api_names = sorted(p.name.removesuffix(".api.json") for p in build_ui.API_DIR.glob("*.api.json"))
+    assert ui_names == api_names and len(ui_names) >= 7
+    assert sorted(listed[run_workflow.PACK_NAME]) == ui_names
+    base = f"{server.url}/api/workflow_templates/{run_workflow.PACK_NAME}"
+    for name in ui_names:
+        with run_workflow.urllib.request.urlopen(f"{base}/{name}.json", timeout=10) as response:
+            assert json.loads(response.read()) == json.loads((build_ui.UI_DIR / f"{name}.json").read_text())
+        with run_workflow.urllib.request.urlopen(f"{base}/{name}.jpg", timeout=10) as response:
+            assert response.headers["Content-Type"] == "image/jpeg"
+            assert response.read() == (build_ui.UI_DIR / f"{name}.jpg").read_bytes()

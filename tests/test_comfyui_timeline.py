@@ -23,13 +23,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-import ci_strict  # noqa: E402
 import frontend_support as fs  # noqa: E402
 from comfyui_framelevel.nodes.core.story.timeline import timeline  # noqa: E402
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
-NEWEST_ENV = "FRAMELEVEL_NEWEST_FRONTEND_ROOT"
 ARTIFACTS_ENV = "FRAMELEVEL_TEST_ARTIFACTS"
 NODE = "FrameLevelPromptSchedule"
 STORY = "a fox in snow | the fox drinks | the fox sleeps"
@@ -89,44 +87,14 @@ SAVED_JS = """async (id) => {
 }"""
 
 
-def newest_root() -> str:
-    root = os.environ.get(NEWEST_ENV)
-    if not root:
-        ci_strict.unavailable(f"newest frontend not given: install the newest comfyui-frontend-package into a folder "
-                    f"(pip install --target DIR --no-deps comfyui-frontend-package==X) and set {NEWEST_ENV} to "
-                    "DIR/comfyui_frontend_package/static")
-    assert (Path(root) / "index.html").is_file(), f"{NEWEST_ENV}={root} holds no index.html"
-    return root
-
-
 @pytest.fixture(scope="module")
 def browser_page(request, tmp_path_factory):
-    if not os.environ.get("COMFYUI_PATH"):
-        ci_strict.unavailable("needs a ComfyUI checkout: set COMFYUI_PATH to it")
-    if fs.chromium_path() is None:
-        ci_strict.unavailable(f"needs Chromium at {fs.DEFAULT_CHROMIUM} (apt-get install chromium) or "
-                              "FRAMELEVEL_CHROMIUM")
-    try:
-        from playwright import sync_api
-    except ImportError as err:
-        ci_strict.unavailable(f"needs the Python package playwright ({err})")
-    root = newest_root() if request.param == "newest" else None
-    tmp = tmp_path_factory.mktemp(f"timeline-{request.param}")
-    with fs.comfyui_server(Path(os.environ["COMFYUI_PATH"]), tmp, root) as server:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=fs.chromium_path(), headless=True,
-                                                 args=fs.LAUNCH_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                collector = fs.Collector(server.url)
-                collector.attach(page)
-                page.goto(server.url + "/")
-                page.wait_for_function(fs.READY_JS, arg=NODE, timeout=120_000)
-                page.wait_for_load_state("networkidle")
-                yield SimpleNamespace(page=page, collector=collector, name=request.param,
-                                      version=fs.frontend_version(root))
-            finally:
-                browser.close()
+    fs.require_browser()
+    root = fs.frontend_root(request.param)
+    with fs.comfy_server(tmp_path_factory.mktemp(f"timeline-{request.param}"), root) as server:
+        with fs.browser_page(server, NODE, which=request.param, viewport=(1280, 900)) as (page, collector, _):
+            yield SimpleNamespace(page=page, collector=collector, name=request.param,
+                                  version=fs.frontend_version(root))
 
 
 def keep_screenshot(page, tmp_path: Path, name: str) -> Path:

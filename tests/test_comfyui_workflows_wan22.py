@@ -20,7 +20,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflows"))
+sys.path.insert(0, str(ROOT / "tools"))
 import run_workflow  # noqa: E402
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
@@ -39,7 +39,7 @@ LOADS = {   # ComfyUI's model class per load: the A14B experts one after the oth
 
 
 def tiny_run(name: str, size_node: str) -> dict:
-    workflow = json.loads((ROOT / "workflows" / f"{name}.api.json").read_text())
+    workflow = json.loads((ROOT / "workflows" / "api" / f"{name}.api.json").read_text())
     for node in workflow.values():
         if node["class_type"] == "BasicScheduler":
             node["inputs"]["steps"] = 3
@@ -48,7 +48,7 @@ def tiny_run(name: str, size_node: str) -> dict:
 
 
 def test_every_wan22_workflow_is_covered_here():
-    shipped = {p.name[:-len(".api.json")] for p in (ROOT / "workflows").glob("*.api.json")
+    shipped = {p.name[:-len(".api.json")] for p in (ROOT / "workflows" / "api").glob("*.api.json")
                if any(n.get("class_type") == "UNETLoader" and n["inputs"]["unet_name"].startswith("wan2.2")
                       for n in json.loads(p.read_text()).values())}
     assert shipped == {name for name, _, _ in RUNS}

@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflows"))
+sys.path.insert(0, str(ROOT / "tools"))
 import run_workflow  # noqa: E402
 
 
@@ -11,7 +11,7 @@ def test_missing_models_are_named_with_their_folder(tmp_path, capsys):
     (tmp_path / "main.py").write_text("")
     (tmp_path / "models" / "vae").mkdir(parents=True)
     (tmp_path / "models" / "vae" / "wan_2.1_vae.safetensors").write_bytes(b"")
-    code = run_workflow.main(["--comfyui", str(tmp_path), str(ROOT / "workflows" / "frame_prompts_t2v.api.json"),
+    code = run_workflow.main(["--comfyui", str(tmp_path), str(ROOT / "workflows" / "api" / "frame_prompts_t2v.api.json"),
                               "--check-only"])
     err = capsys.readouterr().err
     assert code == 2
@@ -22,14 +22,14 @@ def test_missing_models_are_named_with_their_folder(tmp_path, capsys):
 
 
 def test_overrides_parse_json_values():
-    workflow = json.loads((ROOT / "workflows" / "frame_prompts_t2v.api.json").read_text())
+    workflow = json.loads((ROOT / "workflows" / "api" / "frame_prompts_t2v.api.json").read_text())
     run_workflow.apply_overrides(workflow, ["10.steps=4", "13.filename_prefix=quick"])
     assert workflow["10"]["inputs"]["steps"] == 4 and workflow["13"]["inputs"]["filename_prefix"] == "quick"
 
 
 def test_every_workflow_story_compiles_at_its_length():
     from comfyui_framelevel.nodes.core.prompts import compile_prompt_schedule
-    for path in sorted((ROOT / "workflows").glob("*.api.json")):
+    for path in sorted((ROOT / "workflows" / "api").glob("*.api.json")):
         for node in json.loads(path.read_text()).values():
             if node["class_type"] == "FrameLevelPromptSchedule":
                 inputs = node["inputs"]
@@ -42,7 +42,7 @@ def test_main_workflow_is_30_seconds_of_pmwd_windows():
     from comfyui_framelevel.nodes.core.plan import window_evaluations
     from comfyui_framelevel.nodes.core.sigmas import flow_sigmas
     from comfyui_framelevel.nodes.core.windows import PMWDOptions, pmwd_plan
-    workflow = json.loads((ROOT / "workflows" / "story_pmwd_30s.api.json").read_text())
+    workflow = json.loads((ROOT / "workflows" / "api" / "story_pmwd_30s.api.json").read_text())
     latent = next(n for n in workflow.values() if n["class_type"] == "EmptyHunyuanLatentVideo")["inputs"]
     pmwd = next(n for n in workflow.values() if n["class_type"] == "FrameLevelPMWDSampler")["inputs"]
     steps = next(n for n in workflow.values() if n["class_type"] == "BasicScheduler")["inputs"]["steps"]

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Run one of the pack's API-format workflows headless through a ComfyUI checkout.
 
-    python workflows/run_workflow.py --comfyui ~/ComfyUI workflows/story_pmwd_30s.api.json
+    python tools/run_workflow.py --comfyui ~/ComfyUI workflows/api/story_pmwd_30s.api.json [--download]
 
-Steps: link this pack into ComfyUI's custom_nodes (once), check that every model file the workflow
-loads is present (each missing file is named with the folder it belongs in, and nothing starts),
-start the ComfyUI server on a free local port, queue the workflow, wait for it, print the files it
-wrote, and stop the server. Standard library only, so it runs with any Python.
+Steps: link this pack into ComfyUI's custom_nodes (once), with --download fetch the missing model
+files from Hugging Face (hub_download.py), check that every model file the workflow loads is present
+(each missing file is named with the folder it belongs in, and nothing starts), start the ComfyUI
+server on a free local port, queue the workflow, wait for it, print the files it wrote, and stop the
+server. Standard library only (huggingface_hub for --download), so it runs with any Python.
 """
 
 from __future__ import annotations
@@ -22,19 +23,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from model_files import MODEL_FILES, MODEL_INPUTS
+
 PACK_ROOT = Path(__file__).resolve().parents[1]
 PACK_NAME = "comfyui-framelevel"
-
-# loader class -> (input holding the file name, folders under the ComfyUI checkout, what it is)
-MODEL_INPUTS = {
-    "UNETLoader": ("unet_name", ("models/diffusion_models", "models/unet"), "Wan diffusion model"),
-    "CLIPLoader": ("clip_name", ("models/text_encoders", "models/clip"), "text encoder"),
-    "VAELoader": ("vae_name", ("models/vae",), "VAE"),
-    "LoraLoaderModelOnly": ("lora_name", ("models/loras",), "LoRA"),
-    "CLIPVisionLoader": ("clip_name", ("models/clip_vision",), "CLIP vision model"),
-    "LoadImage": ("image", ("input",), "input image"),
-}
-
+API_DIR = PACK_ROOT / "workflows" / "api"
 
 def link_pack(comfy_dir: Path) -> Path:
     """Make the pack visible to ComfyUI as custom_nodes/comfyui-framelevel."""
@@ -49,21 +42,52 @@ def link_pack(comfy_dir: Path) -> Path:
     return target
 
 
-def missing_models(workflow: dict, comfy_dir: Path) -> list[str]:
-    """One line per model (or input image) file the workflow loads that is not in its ComfyUI folder."""
+def missing_files(workflow: dict, comfy_dir: Path) -> list[tuple[str, str, dict]]:
+    """(node id, file name, node) of every model (or input image) file the workflow loads that is not in
+    its ComfyUI folder."""
     missing = []
     for node_id, node in workflow.items():
         spec = MODEL_INPUTS.get(node.get("class_type"))
         if spec is None:
             continue
-        input_name, folders, what = spec
+        input_name, folders, _ = spec
         name = node.get("inputs", {}).get(input_name)
-        if not isinstance(name, str):
-            continue
-        if not any((comfy_dir / folder / name).is_file() for folder in folders):
-            missing.append(f"{name} ({what}, node {node_id} {node['class_type']}): put it in "
-                           f"{comfy_dir / folders[0]}")
+        if isinstance(name, str) and not any((comfy_dir / folder / name).is_file() for folder in folders):
+            missing.append((node_id, name, node))
     return missing
+
+
+def missing_models(workflow: dict, comfy_dir: Path) -> list[str]:
+    """One line per missing file: its name, what it is, the node and the folder it belongs in."""
+    lines = []
+    for node_id, name, node in missing_files(workflow, comfy_dir):
+        _, folders, what = MODEL_INPUTS[node["class_type"]]
+        known = " (python tools/run_workflow.py --download fetches it)" if name in MODEL_FILES else ""
+        lines.append(f"{name} ({what}, node {node_id} {node['class_type']}): put it in {comfy_dir / folders[0]}{known}")
+    return lines
+
+
+def download_missing(workflow: dict, comfy_dir: Path) -> None:
+    """Fetch every missing model file the table in model_files.py knows, into its ComfyUI folder."""
+    import hub_download
+
+    for _, name, _ in missing_files(workflow, comfy_dir):
+        model = MODEL_FILES.get(name)
+        if model is None or (comfy_dir / "models" / model.directory / name).is_file():
+            continue
+        print(f"downloading {name} from {model.repo} into {comfy_dir / 'models' / model.directory}")
+        hub_download.download(model.repo, model.path, comfy_dir / "models" / model.directory / name)
+
+
+def workflow_path(given: Path) -> Path:
+    """A path as given, or the name of one of the pack's API workflows (story_pmwd_30s)."""
+    if given.is_file():
+        return given
+    named = API_DIR / f"{given.name.removesuffix('.api.json')}.api.json"
+    if named.is_file():
+        return named
+    raise SystemExit(f"error: no workflow {given} (give a path or one of: "
+                     f"{', '.join(sorted(p.name[:-9] for p in API_DIR.glob('*.api.json')))})")
 
 
 def apply_overrides(workflow: dict, overrides: list[str]) -> None:
@@ -165,7 +189,8 @@ def output_files(history: dict, comfy_dir: Path) -> list[Path]:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workflow", type=Path, help="API-format workflow (workflows/*.api.json)")
+    parser.add_argument("workflow", type=Path,
+                        help="API-format workflow: a path, or a name of workflows/api/ such as story_pmwd_30s")
     parser.add_argument("--comfyui", type=Path, default=os.environ.get("COMFYUI_PATH"),
                         help="ComfyUI checkout (default: $COMFYUI_PATH)")
     parser.add_argument("--python", default=sys.executable, help="Python that runs ComfyUI")
@@ -174,6 +199,9 @@ def parse_args(argv=None):
                         help="override an input, e.g. --set 9.steps=4 (repeatable)")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds to wait for the result")
     parser.add_argument("--check-only", action="store_true", help="only link the pack and check model files")
+    parser.add_argument("--download", action="store_true",
+                        help="download missing model files from Hugging Face first (needs huggingface_hub; "
+                             "resumes a broken download, checks the published SHA-256; HF_ENDPOINT is honoured)")
     args = parser.parse_args(argv)
     if args.comfyui is None:
         parser.error("give --comfyui PATH or set COMFYUI_PATH to a ComfyUI checkout")
@@ -186,9 +214,11 @@ def main(argv=None) -> int:
     if not (comfy_dir / "main.py").is_file():
         print(f"error: {comfy_dir} is not a ComfyUI checkout (no main.py)", file=sys.stderr)
         return 2
-    workflow = json.loads(args.workflow.read_text())
+    workflow = json.loads(workflow_path(args.workflow).read_text())
     apply_overrides(workflow, args.overrides)
     link_pack(comfy_dir)
+    if args.download:
+        download_missing(workflow, comfy_dir)
     missing = missing_models(workflow, comfy_dir)
     if missing:
         print("error: model files missing; download them into these folders and run again:", file=sys.stderr)
