@@ -138,7 +138,7 @@ def test_metrics_node_scores_each_prompt_on_its_own_latent_frames(tiny_clip):
 def shipped_stories():
     """(workflow, story text, length in pixel frames, format, key unit, fps) of every shipped schedule."""
     stories = []
-    for path in sorted((Path(__file__).resolve().parents[1] / "workflows").glob("*.api.json")):
+    for path in sorted((Path(__file__).resolve().parents[1] / "workflows" / "api").glob("*.api.json")):
         for node in json.loads(path.read_text()).values():
             if node.get("class_type") == "FrameLevelPromptSchedule":
                 inputs = node["inputs"]
