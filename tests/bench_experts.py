@@ -31,13 +31,14 @@ from bench_sampling import measure  # the same interleaved rounds and medians
 
 FRAMES, SIZE = 21, 16
 SIZES = dict(dim=256, num_heads=2, num_layers=4, ffn_dim=512)
+TINY_SIZES = dict(dim=128, num_heads=1, num_layers=1, ffn_dim=256)   # --tiny: only that it runs (the dry run)
 
 
-def latent():
-    return {"samples": torch.zeros(1, 16, FRAMES, SIZE, SIZE)}
+def latent(frames: int = FRAMES, size: int = SIZE):
+    return {"samples": torch.zeros(1, 16, frames, size, size)}
 
 
-def build(steps: int):
+def build(steps: int, sizes: dict = SIZES, frames: int = FRAMES, size: int = SIZE):
     import comfy.samplers
     from comfy_extras.nodes_custom_sampler import Noise_RandomNoise, SamplerCustomAdvanced
     from comfyui_framelevel.nodes.comfy_adapter import calculate_sigmas
@@ -47,8 +48,8 @@ def build(steps: int):
 
     import nodes as comfy_nodes
 
-    high = cs.load_variant("wan22_t2v_a14b", seed=1, **SIZES)
-    low = cs.load_variant("wan22_t2v_a14b", seed=2, **SIZES)
+    high = cs.load_variant("wan22_t2v_a14b", seed=1, **sizes)
+    low = cs.load_variant("wan22_t2v_a14b", seed=2, **sizes)
     positive = cs.conditioning(cs.padded_context(None, 20, cs.TEXT_DIM, length=64, seed=0))
     negative = cs.conditioning(cs.padded_context(None, 30, cs.TEXT_DIM, length=64, seed=1))
     sigmas = calculate_sigmas(high, "simple", steps)
@@ -61,11 +62,11 @@ def build(steps: int):
     staircase = FrameLevelDiffusionForcingSampler.execute(2.0, 1, "euler")[0]
 
     def custom(guider, sampler):
-        return SamplerCustomAdvanced().sample(Noise_RandomNoise(0), guider, sampler, sigmas, latent())
+        return SamplerCustomAdvanced().sample(Noise_RandomNoise(0), guider, sampler, sigmas, latent(frames, size))
 
     def official():
         first = comfy_nodes.KSamplerAdvanced().sample(high, "enable", 0, steps, 4.0, "euler", "simple", positive,
-                                                      negative, latent(), 0, switch, "enable")[0]
+                                                      negative, latent(frames, size), 0, switch, "enable")[0]
         comfy_nodes.KSamplerAdvanced().sample(low, "disable", 0, steps, 3.0, "euler", "simple", positive, negative,
                                               first, switch, 10000, "disable")
 
@@ -96,16 +97,21 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, see above)")
+    parser.add_argument("--tiny", action="store_true", help="one-layer experts, 5 latent frames of 4x4 tokens "
+                        "(proves the script runs; not a measurement)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where ComfyUI runs the experts (default: cuda when present)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cs.import_comfy()
-    variants, experts, switch = build(args.steps)
+    cs.import_comfy(cpu=args.device == "cpu")
+    sizes, frames, size = (TINY_SIZES, 5, 8) if args.tiny else (SIZES, FRAMES, SIZE)
+    variants, experts, switch = build(args.steps, sizes, frames, size)
     t = measure(variants, args.rounds)
     variants["experts_df_staircase"]()     # once more, to count its calls
     calls, mixed = sum(experts.calls.values()), experts.calls["mixed"]
-    print(f"torch {torch.__version__}, {args.threads} thread(s), device {'cuda' if torch.cuda.is_available() else 'cpu'}")
-    print(f"two tiny Wan 2.2 T2V experts (dim {SIZES['dim']} x {SIZES['num_layers']} layers), {FRAMES} latent frames "
-          f"of {SIZE // 2}x{SIZE // 2} tokens, {args.steps} steps (hand-over at step {switch}), cfg 4 / 3, "
+    print(f"torch {torch.__version__}, {args.threads} thread(s), device {args.device}")
+    print(f"two tiny Wan 2.2 T2V experts (dim {sizes['dim']} x {sizes['num_layers']} layers), {frames} latent frames "
+          f"of {size // 2}x{size // 2} tokens, {args.steps} steps (hand-over at step {switch}), cfg 4 / 3, "
           f"{args.rounds} interleaved rounds (medians)")
     for name, ratio, note in ratio_rows(t, calls, mixed):
         print(f"  {name:<70} {ratio:6.3f}   {note}")

@@ -12,6 +12,9 @@ import json
 import re
 from pathlib import Path
 
+import conftest  # noqa: F401  (loads the pack as comfyui_framelevel, as ComfyUI does)
+from comfyui_framelevel.nodes.core.files import write_text_atomic
+
 _PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)")
 _SAMPLING_ROW = re.compile(r"^  (?P<name>\S.*?)\s+(?P<ratio>-?\d+\.\d+)\s+\((?:target <= (?P<target>[\d.]+)|.*)\)$")
 _TRAIN_RATIO = re.compile(r"ratio training / bare: (?P<ratio>\d+\.\d+)")
@@ -70,6 +73,16 @@ def parse_sampling(output: str) -> dict:
     return {"sections": [s for s in sections if s["ratios"]]}
 
 
+_EXPERTS_ROW = re.compile(r"^  (?P<name>\S.*?\S)\s+(?P<ratio>\d+\.\d+)\s+\((?P<note>.*)\)\s*$")
+
+
+def parse_experts(output: str) -> dict:
+    """{"ratios": [{"name", "ratio", "note"}]} of tests/bench_experts.py."""
+    rows = [_EXPERTS_ROW.match(line) for line in output.splitlines()]
+    return {"ratios": [{"name": r["name"], "ratio": float(r["ratio"]), "note": r["note"]} for r in rows if r]} \
+        if any(rows) else {}
+
+
 def parse_train_step(output: str) -> dict:
     """{"ratio": training step / bare step, "lines": the report} of training/bench_train_step.py."""
     found = _TRAIN_RATIO.search(output)
@@ -90,6 +103,8 @@ def _ratio_rows(step: dict) -> list[tuple[str, str, str]]:
     if step["name"] == "sampling":
         return [(r["name"], f"{r['ratio']:.3f}", f"<= {r['target']}" if r["target"] else "")
                 for section in results.get("sections", []) for r in section["ratios"]]
+    if step["name"] == "experts":
+        return [(r["name"], f"{r['ratio']:.3f}", r["note"]) for r in results.get("ratios", [])]
     if step["name"] == "train_step" and "ratio" in results:
         return [("training step / bare step", f"{results['ratio']:.3f}", "<= 1.1")]
     if step["name"] == "gpu_tests":
@@ -131,6 +146,6 @@ def write_results(run: dict, folder) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     stem = results_stem(run)
     json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
-    json_path.write_text(json.dumps(run, indent=1) + "\n")
-    md_path.write_text(markdown(run))
+    write_text_atomic(json_path, json.dumps(run, indent=1) + "\n")
+    write_text_atomic(md_path, markdown(run))
     return json_path, md_path

@@ -8,7 +8,8 @@ Steps, each in its own process with its own time limit (together under 8 minutes
 1. `gpu_tests`: `python -m pytest -q -m gpu tests` (the Triton and FlexAttention checks on CUDA);
 2. `frame_attention`: kernels/bench_frame_attention.py, Wan 1.3B and 14B shapes, 10 rounds;
 3. `sampling`: tests/bench_sampling.py on the GPU (needs COMFYUI_PATH), 3 rounds;
-4. `train_step`: training/bench_train_step.py, 8 rounds.
+4. `experts`: tests/bench_experts.py (Wan 2.2 two experts vs the official two-sampler route), 3 rounds;
+5. `train_step`: training/bench_train_step.py, 8 rounds.
 The printed ratios are parsed (tests/gpu_checks_report.py) and written with the device name and the
 torch / triton / CUDA versions to `docs/benchmarks/gpu-<device>-<date>.json` and a markdown table
 next to it. The exit status is 0 only when every step ran, passed and gave its ratios.
@@ -49,12 +50,14 @@ class Step:
 
 def gpu_steps() -> list[Step]:
     return [
-        Step("gpu_tests", ("-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "tests"), 180,
+        Step("gpu_tests", ("-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "tests"), 160,
              report.parse_pytest),
-        Step("frame_attention", ("kernels/bench_frame_attention.py", "--rounds", "10"), 120,
+        Step("frame_attention", ("kernels/bench_frame_attention.py", "--rounds", "10"), 100,
              report.parse_frame_attention),
         Step("sampling", ("tests/bench_sampling.py", "--device", "cuda", "--rounds", "3"), 100,
              report.parse_sampling, needs_comfyui=True),
+        Step("experts", ("tests/bench_experts.py", "--device", "cuda", "--rounds", "3"), 60,
+             report.parse_experts, needs_comfyui=True),
         Step("train_step", ("training/bench_train_step.py", "--rounds", "8"), 60, report.parse_train_step),
     ]
 
@@ -69,6 +72,8 @@ def dry_run_steps() -> list[Step]:
              report.parse_frame_attention),
         Step("sampling", ("tests/bench_sampling.py", "--device", "cpu", "--rounds", "1", "--steps", "1",
                           "--tiny"), 180, report.parse_sampling, needs_comfyui=True),
+        Step("experts", ("tests/bench_experts.py", "--device", "cpu", "--rounds", "1", "--steps", "3", "--tiny"), 180,
+             report.parse_experts, needs_comfyui=True),
         Step("train_step", ("training/bench_train_step.py", "--batch", "2", "--frames", "2", "--size", "4",
                             "--rounds", "2", "--steps", "1", "--warmup", "1", "--threads", "1"), 120,
              report.parse_train_step),
