@@ -41,7 +41,14 @@ def study(work: Path, comfyui: str, stories: int, kind: str = "frame") -> list[s
     layouts = evaluation_stories(stories, settings.long_frames, settings.story_scenes, size=settings.size,
                                  seed=settings.seed + 1000)
     encode = cs.PromptEncoder(work / "umt5", settings.text_len)
-    lines = []
+    sampler = cs.ComfyLongSampler(comfyui, work / f"run_{kind}" / "model.safetensors", settings.loops)
+    window = settings.train_frames
+    short = evaluation_stories(stories, window, (1, 2), min_segment=3, size=settings.size, seed=settings.seed + 2000)
+    same = [len(set(read_worlds(sampler.sample("pmwd", story_conditioning(sampler.adapter, encode, story, "frame"),
+                                               window, settings.size, seed=i).permute(1, 0, 2, 3)).tolist())) == 1
+            for i, story in enumerate(short)]
+    lines = [f"one window ({window} latents, 1-2 scenes): one world throughout in {sum(same)} of {len(same)} videos"]
+    print(lines[-1], flush=True)
     for method, overrides, why in VARIANTS:
         loops = dataclasses.replace(settings.loops, **overrides)
         sampler = cs.ComfyLongSampler(comfyui, work / f"run_{kind}" / "model.safetensors", loops)
