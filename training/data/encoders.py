@@ -9,6 +9,7 @@ the trainer zero-pads to text_len (512) later, as Wan and ComfyUI do.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -74,6 +75,10 @@ class UMT5TextEncoder:
         from transformers import AutoTokenizer, UMT5EncoderModel
 
         def load(factory, sub, **kwargs):
+            local = Path(path)
+            if local.is_dir():  # a missing local subfolder raises ValueError (not OSError) in transformers
+                extra = {"subfolder": sub} if (local / sub).is_dir() else {}
+                return factory.from_pretrained(path, **extra, **kwargs)
             try:
                 return factory.from_pretrained(path, subfolder=sub, **kwargs)
             except OSError:
