@@ -177,7 +177,8 @@ def write_ui(api_path: Path, object_info: dict) -> tuple[Path, Path]:
     api = json.loads(api_path.read_text())
     name = api_path.name.removesuffix(".api.json")
     ui_path = UI_DIR / f"{name}.json"
-    ui_path.write_text(json.dumps(api_to_ui(api, object_info), indent=1) + "\n")
+    thumbnails.pack_module("nodes.core.files").write_text_atomic(ui_path, json.dumps(api_to_ui(api, object_info),
+                                                                                   indent=1) + "\n")
     return ui_path, thumbnails.write_thumbnail(api, UI_DIR / f"{name}.jpg")
 
 

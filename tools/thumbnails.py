@@ -37,8 +37,8 @@ def pack():
     return module
 
 
-def _module(name: str):
-    """A module of the pack, e.g. _module("nodes.core.windows")."""
+def pack_module(name: str):
+    """A module of the pack, e.g. pack_module("nodes.core.windows")."""
     pack()
     return importlib.import_module(f"{PACKAGE}.{name}")
 
@@ -68,7 +68,7 @@ def _anchors(api: dict, frames: int) -> tuple[int, ...]:
 
 def _planner(api: dict):
     """planner(sigmas, frames, anchors) -> Plan for the workflow's sampler settings."""
-    windows = _module("nodes.core.windows")
+    windows = pack_module("nodes.core.windows")
     pmwd = _first(api, "FrameLevelPMWDSampler", "FrameLevelPMWDModel")
     if pmwd is not None:
         count = {"num_windows": pmwd["num_windows"]} if pmwd["num_windows"] else {"overlap": pmwd["overlap"]}
@@ -83,7 +83,7 @@ def _planner(api: dict):
         return lambda s, f, a: windows.fifo_plan(s, f, windows.FIFOOptions(
             window=fifo["window"], partitions=fifo["partitions"], lookahead=fifo["lookahead"], anchors=a))
     df = _first(api, "FrameLevelDiffusionForcing", "FrameLevelDiffusionForcingSampler") or {"step_size": 0.0}
-    return _module("nodes.df_nodes").df_planner(df["step_size"], df.get("causal_block_size", 1), df.get("window", 0))
+    return pack_module("nodes.df_nodes").df_planner(df["step_size"], df.get("causal_block_size", 1), df.get("window", 0))
 
 
 def schedule_picture(api: dict):
@@ -92,17 +92,17 @@ def schedule_picture(api: dict):
 
     latent = _first(api, "EmptyHunyuanLatentVideo", "Wan22ImageToVideoLatent", "WanImageToVideo",
                     "WanFirstLastFrameToVideo")
-    frames = _module("nodes.core.frames").latent_count(int(latent["length"]))
+    frames = pack_module("nodes.core.frames").latent_count(int(latent["length"]))
     shift = (_first(api, "ModelSamplingSD3") or {"shift": DEFAULT_SHIFT})["shift"]
-    sigmas = _module("nodes.core.sigmas").flow_sigmas(_steps(api), shift)
+    sigmas = pack_module("nodes.core.sigmas").flow_sigmas(_steps(api), shift)
     plan = _planner(api)(sigmas, frames, _anchors(api, frames))
     story = _first(api, "FrameLevelPromptSchedule")
     index = None
     if story is not None:
-        schedule = _module("nodes.core.prompts").compile_prompt_schedule(story["text"], length=story["length"],
+        schedule = pack_module("nodes.core.prompts").compile_prompt_schedule(story["text"], length=story["length"],
                                                         unit=story["length_unit"], fps=story.get("fps", 16.0))
         index = schedule.index_for(frames)
-    picture = _module("nodes.core.schedule_picture").render_schedule(plan, prompt_index=index)[0].numpy()
+    picture = pack_module("nodes.core.schedule_picture").render_schedule(plan, prompt_index=index)[0].numpy()
     return Image.fromarray((picture * 255).round().astype("uint8"))
 
 
@@ -113,5 +113,6 @@ def thumbnail(api: dict):
 
 
 def write_thumbnail(api: dict, path: Path) -> Path:
-    thumbnail(api).save(path, format="JPEG", quality=90)
+    with pack_module("nodes.core.files").atomic_path(path) as temp:   # the pack's one way to write a file
+        thumbnail(api).save(temp, format="JPEG", quality=90)
     return path
