@@ -73,28 +73,60 @@ def frame_cross_attention_batched(q, k, v, frame_prompt, seg_start, seg_len, *, 
     return frames_from_batch(out, batch)
 
 
+def prompt_row_groups(routing: list[int]) -> dict[int, list[int]]:
+    """Frame rows per prompt id, in row order."""
+    groups: dict[int, list[int]] = {}
+    for row, prompt in enumerate(routing):
+        groups.setdefault(prompt, []).append(row)
+    return groups
+
+
+def consecutive_runs(rows: list[int]) -> list[slice]:
+    """Sorted rows as slices of consecutive rows: [0, 1, 2, 21, 22] -> [0:3, 21:23]."""
+    runs, first = [], 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i] != rows[i - 1] + 1:
+            runs.append(slice(rows[first], rows[i - 1] + 1))
+            first = i
+    return runs
+
+
+# Up to this many runs of consecutive frames, a prompt's frames are read and written as slices
+# (one SDPA per run, no copies); more scattered frames are gathered into one SDPA instead.
+MAX_SLICED_RUNS = 8
+
+
 def frame_cross_attention_grouped(q, k, v, frame_prompt, seg_start, seg_len, *, heads,
                                   tokens_per_frame, key_bias=None, scale=None):
     """One SDPA per distinct prompt over all frames that use it (no per-frame K/V copies).
 
-    Shapes as in `frame_cross_attention_batched`. Frames with an empty segment give zeros.
+    Shapes as in `frame_cross_attention_batched`. Frames with an empty segment give zeros. A prompt
+    whose frames form a few runs of consecutive rows (the usual story: a scene spans neighbouring
+    frames) reads and writes them as slices; scattered frames go through one gather and an in-place
+    scatter.
     """
     batch, frames = frame_prompt.shape
     head_dim = q.shape[-1] // heads
     q_frames = frames_as_batch(q, frames, heads)
     out = torch.zeros_like(q_frames)
-    routing = frame_prompt.reshape(-1).long()
     starts, lengths = seg_start.tolist(), seg_len.tolist()
-    for prompt in torch.unique(routing).tolist():
+    for prompt, rows in prompt_row_groups(frame_prompt.reshape(-1).tolist()).items():
         size = lengths[prompt]
         if size == 0:
             continue
-        rows = torch.nonzero(routing == prompt).squeeze(1)
         keys = slice(starts[prompt], starts[prompt] + size)
-        kp = k[keys].reshape(1, size, heads, head_dim).transpose(1, 2).expand(rows.numel(), -1, -1, -1)
-        vp = v[keys].reshape(1, size, heads, head_dim).transpose(1, 2).expand(rows.numel(), -1, -1, -1)
+        kp = k[keys].reshape(1, size, heads, head_dim).transpose(1, 2).expand(len(rows), -1, -1, -1)
+        vp = v[keys].reshape(1, size, heads, head_dim).transpose(1, 2).expand(len(rows), -1, -1, -1)
         mask = None if key_bias is None else key_bias[keys].to(bias_mask_dtype(q)).view(1, 1, 1, size)
-        attended = F.scaled_dot_product_attention(q_frames.index_select(0, rows), kp, vp,
+        runs = consecutive_runs(rows)
+        if len(runs) <= MAX_SLICED_RUNS:
+            for run in runs:
+                count = run.stop - run.start
+                out[run] = F.scaled_dot_product_attention(q_frames[run], kp[:count], vp[:count],
+                                                          attn_mask=mask, scale=scale)
+            continue
+        index = torch.tensor(rows, device=q.device)
+        attended = F.scaled_dot_product_attention(q_frames.index_select(0, index), kp, vp,
                                                   attn_mask=mask, scale=scale)
-        out = out.index_copy(0, rows, attended)
+        out.index_copy_(0, index, attended)
     return frames_from_batch(out, batch)

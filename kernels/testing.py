@@ -162,4 +162,7 @@ STANDARD_CASES = {
     "cond_uncond": dict(real_lengths=[14, 33, 7, 20], pad_counts=[498, 479, 505, 492],
                         frame_prompt=[[0, 1, 2, 1], [3, 3, 3, 3]]),
     "empty_prompt": dict(real_lengths=[0, 5], pad_counts=[0, 507], frame_prompt=[[0, 1], [1, 0]]),
+    # alternating prompts: more runs per prompt than the grouped backend reads as slices
+    "scattered": dict(real_lengths=[11, 23], pad_counts=[501, 489], frame_prompt=[[0, 1] * 9 + [0]],
+                      tokens_per_frame=6),
 }

@@ -70,9 +70,10 @@ def test_reference_backend_in_float32(case):
     assert max_error(problem, out, torch.float32) <= bound
 
 
+@pytest.mark.parametrize("case", ["cond_uncond", "scattered"])
 @pytest.mark.parametrize("backend", ["grouped", "batched"])  # flex has no CPU backward (torch 2.13)
-def test_gradients_match_reference_in_float64(backend):
-    problem = make_problem(**STANDARD_CASES["cond_uncond"], seed=11)
+def test_gradients_match_reference_in_float64(backend, case):
+    problem = make_problem(**STANDARD_CASES[case], seed=11)
     upstream = torch.randn(problem.q.shape, dtype=torch.float64)
     grads = {}
     for name, function in (("reference", dispatch.backend_function("reference")),
@@ -119,3 +120,14 @@ def test_float64_forward_is_exact(backend):
     out = dispatch.backend_function(backend)(q, k, v, *tables, **kwargs)
     expected = dispatch.backend_function("reference")(q, k, v, *tables, **kwargs)
     assert float(error_per_frame_head(out, expected, 5, problem.heads).max()) < 1e-12
+
+
+def test_grouped_reads_scenes_as_runs_and_scatters_the_rest():
+    from comfyui_framelevel.kernels.sdpa import MAX_SLICED_RUNS, consecutive_runs, prompt_row_groups
+
+    assert consecutive_runs([0, 1, 2, 21, 22, 40]) == [slice(0, 3), slice(21, 23), slice(40, 41)]
+    assert consecutive_runs([5]) == [slice(5, 6)]
+    assert prompt_row_groups([2, 2, 0, 2]) == {2: [0, 1, 3], 0: [2]}
+    scattered = STANDARD_CASES["scattered"]["frame_prompt"][0]
+    runs = [len(consecutive_runs(rows)) for rows in prompt_row_groups(scattered).values()]
+    assert min(runs) > MAX_SLICED_RUNS  # the case really takes the gather/scatter path
