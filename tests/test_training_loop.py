@@ -239,3 +239,12 @@ def test_nan_loss_stops_before_the_optimizer_touches_the_weights(tmp_path):
     with pytest.raises(TrainingDiverged, match=re.escape("step 1: the loss is [nan] (per process)")):
         trainer.fit()
     assert trainer.step == 0 and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_without_a_progress_bar_the_loss_is_printed_every_log_every_steps(tmp_path, capsys):
+    raw = prepare_tiny_run(tmp_path, clips=2, train={"max_steps": 5, "log_every": 2, "checkpoint_every": 1000})
+    losses = [result.loss for result in Trainer(config_from_dict(raw)).steps()]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["2/5", "4/5", "5/5"]
+    for line, step in zip(lines, (2, 4, 5), strict=True):
+        assert f"loss {losses[step - 1]:.4f}" in line and "grad_norm" in line and "lr" in line

@@ -304,6 +304,8 @@ class Trainer:
         if bar is not None:
             bar.set_postfix(loss=f"{result.loss:.4f}", refresh=False)  # drawn by update, at most 10/s
             bar.update(1)
+        elif self.step % run.log_every == 0 or self.step == run.max_steps:
+            acc.print(step_line(self.step, run.max_steps, result, self.scheduler.get_last_lr()[0]))
         if self.tracking and self.step % run.log_every == 0:
             acc.log({"loss": result.loss, "grad_norm": result.grad_norm, "df_share": result.df_share,
                      "lr": self.scheduler.get_last_lr()[0]}, step=self.step)
@@ -378,6 +380,13 @@ def _has_accelerator_device() -> bool:
     return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(xpu and xpu.is_available())
 
 
+def step_line(step: int, max_steps: int, result: StepResult, lr: float) -> str:
+    """The console line of a step, printed every `log_every` steps when the progress bar is off
+    (a log file, a cluster job)."""
+    return (f"step {step}/{max_steps}  loss {result.loss:.4f}  grad_norm {result.grad_norm:.3g}  "
+            f"df_share {result.df_share:.2f}  lr {lr:.3g}")
+
+
 def _check_world(accelerator) -> None:
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:
@@ -393,7 +402,8 @@ def _has_tensorboard() -> bool:
         try:
             import tensorboardX  # noqa: F401
         except ImportError:
-            print("note: TensorBoard is not installed (pip install tensorboard); logging to the console only")
+            print("note: TensorBoard is not installed (pip install tensorboard); the loss goes to the console only "
+                  "(progress bar, or a line every train.log_every steps without it)")
             return False
     return True
 
