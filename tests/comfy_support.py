@@ -94,7 +94,11 @@ VARIANTS = {                       # name -> (our DiT's shape, ComfyUI config cl
     "wan22_i2v_a14b": (dict(in_dim=36), "WAN21_T2V", "WAN21"),     # 16 noise + 4 mask + 16 image channels, no img_emb
     "wan22_ti2v_5b": (dict(in_dim=48, out_dim=48), "WAN22_T2V", "WAN22"),   # 48-channel latents of wan2.2_vae
     "wan21_i2v_14b": (dict(in_dim=36, model_type="i2v"), "WAN21_I2V", "WAN21"),   # img_emb: CLIP-vision tokens
+    "wan21_flf2v_14b": (dict(in_dim=36, model_type="i2v"), "WAN21_I2V", "WAN21"),   # + img_emb.emb_pos
 }
+# Wan 2.1 FLF2V adds one learned position embedding over the start and end images' CLIP-vision
+# tokens (2 x 257); ComfyUI detects the model by this weight.
+FLF2V_POSITIONS = (1, 2 * 257, 1280)
 TEXT_DIM = DETECTABLE["text_dim"]
 
 
@@ -102,7 +106,10 @@ def variant_state_dict(variant: str, seed: int = 0, **sizes) -> dict:
     """Weights shaped like one Wan variant (our DiT keeps ComfyUI's key names). `sizes` may widen
     the model (dim a multiple of 128 with num_heads = dim // 128, as ComfyUI's detection assumes)."""
     config = {**DETECTABLE, **sizes, **VARIANTS[variant][0]}
-    return {k: v.clone() for k, v in tiny_dit(seed=seed, **config).state_dict().items()}
+    weights = {k: v.clone() for k, v in tiny_dit(seed=seed, **config).state_dict().items()}
+    if variant == "wan21_flf2v_14b":
+        weights["img_emb.emb_pos"] = 0.1 * torch.randn(FLF2V_POSITIONS, generator=torch.Generator().manual_seed(seed))
+    return weights
 
 
 def load_variant(variant: str, seed: int = 0, **sizes):

@@ -192,3 +192,58 @@ def test_wan21_i2v_with_clip_vision_frame_prompts_anchor_and_pmwd():
     assert (out[:, :, 0] - latent["samples"][:, :, 0]).abs().max() <= 1e-5
     assert torch.isfinite(out).all() and len(calls) == 2 * 3
     assert all(kwargs.get("clip_fea") is not None and kwargs["clip_fea"].shape[1] == 257 for _, _, _, kwargs in calls)
+
+
+def end_image():
+    return torch.full((1, PIXELS, PIXELS, 3), 0.2)
+
+
+def test_wan21_flf2v_start_and_end_images_reach_their_windows_and_stay_anchored():
+    """Wan 2.1 FLF2V 14B (img_emb.emb_pos) conditioned by ComfyUI's WanFirstLastFrameToVideo: both
+    images' CLIP-vision tokens (2 x 257, position-embedded) reach every window, the window holding
+    the last latent sees the end image in its mask and image channels, frame prompts are routed, and
+    both anchor latents come back clean."""
+    cs.import_comfy()
+    import comfy.clip_vision
+    from comfy_extras.nodes_wan import WanFirstLastFrameToVideo
+    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention, wan_diffusion_model
+    from comfyui_framelevel.nodes.df_nodes import FrameLevelAnchorFrames
+    from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDSampler
+    from comfyui_framelevel.nodes.model_calls import FRAME_INDEX_OPTION
+    model = apply_frame_level_cross_attention(cs.load_variant("wan21_flf2v_14b", seed=7))
+    assert tuple(wan_diffusion_model(model).img_emb.emb_pos.shape) == cs.FLF2V_POSITIONS
+    visions = []
+    for seed in (8, 9):
+        vision = comfy.clip_vision.Output()
+        vision.penultimate_hidden_states = torch.randn(1, 257, 1280, generator=torch.Generator().manual_seed(seed))
+        visions.append(vision)
+    text = contexts()
+    positive, negative, latent = (node_output(WanFirstLastFrameToVideo.execute(
+        cs.frame_conditioning(text[:2], [0, 0, 0, 0, 1, 1, 1, 1]), cs.conditioning(text[2]), FakeVAE(16, 8), PIXELS,
+        PIXELS, LENGTH, 1, start_image(), end_image(), *visions), i) for i in range(3))
+    latent = FrameLevelAnchorFrames.execute(FakeVAE(16, 8), latent, start_image=start_image(),
+                                            end_image=end_image())[0]
+    probe, calls = forward_recorder(model)
+    out = run_custom(probe, FrameLevelPMWDSampler.execute(4, 3, 0, "flat", "euler", 0)[0], positive, negative,
+                     latent, sigmas_for(model, 2))
+    last = latent["samples"].shape[2] - 1
+    for anchor in (0, last):
+        assert (out[:, :, anchor] - latent["samples"][:, :, anchor]).abs().max() <= 1e-5
+    assert torch.isfinite(out).all() and (out[:, :, 1:last] - latent["samples"][:, :, 1:last]).abs().max() > 1e-2
+    assert len(calls) == 2 * 3 and all(kwargs["clip_fea"].shape[1] == 2 * 257 for _, _, _, kwargs in calls)
+    image = model.model.process_latent_in(positive[0][1]["concat_latent_image"])[0]
+    seen_end = False
+    for x, _, options, _ in calls:
+        index = options[FRAME_INDEX_OPTION]
+        index = index.repeat(x.shape[0] // index.shape[0], 1)
+        for row in range(x.shape[0]):
+            frames = index[row].tolist()
+            # 4 mask channels = the 4 pixel frames of a latent: latent 0 holds the start image in all
+            # four, the last latent holds the end image only in its last pixel frame
+            known = torch.tensor([[1.0] * 4 if f == 0 else [0.0, 0.0, 0.0, 1.0] if f == last else [0.0] * 4
+                                  for f in frames]).T.reshape(4, -1, 1, 1)
+            assert torch.equal(x[row, 16:20], known.expand(-1, -1, *x.shape[-2:]))
+            assert torch.allclose(x[row, 20:36], image[:, frames], atol=1e-6)
+            seen_end |= last in frames
+    assert seen_end
+    assert (image[:, last] - image[:, 0]).abs().max() > 0.1   # the end image differs from the start image
