@@ -16,7 +16,9 @@ estimate. Experts are loaded when a call first needs them (the high-noise one by
 `prepare_sampling`), so a synchronous schedule loads them one after the other as the official
 two-sampler template does; a call that needs both loads both, and ComfyUI decides what stays on
 the device. What a sampler adds to one call's options (our per-frame timesteps and wrappers,
-`sample_sigmas`) reaches the low-noise expert through `rebase_options`.
+`sample_sigmas`) reaches the low-noise expert through `rebase_options`. The low-noise expert's
+OUTER_SAMPLE wrappers run around the run too (ComfyUI runs only the guider model's), each seeing
+that expert as `executor.class_obj.model_patcher`.
 """
 
 from __future__ import annotations
@@ -61,6 +63,18 @@ def _prepared_run(patcher, original_conds) -> _ExpertRun:
     return _ExpertRun(patcher, conds, options)
 
 
+class _ExpertView:
+    """The guider as one expert's OUTER_SAMPLE wrappers expect to find it (`executor.class_obj`):
+    that expert's patcher, options and conditioning; everything else is the guider's."""
+
+    def __init__(self, guider, run: _ExpertRun):
+        self._guider = guider
+        self.model_patcher, self.model_options, self.conds = run.patcher, run.options, run.conds
+
+    def __getattr__(self, name):
+        return getattr(self._guider, name)
+
+
 class WanExpertsGuider(comfy.samplers.CFGGuider):
     """CFG guider over Wan 2.2's high-noise expert (`model_patcher`) that hands every frame below
     `settings.boundary` to the low-noise expert (see the module docstring)."""
@@ -89,10 +103,20 @@ class WanExpertsGuider(comfy.samplers.CFGGuider):
         device = self.model_patcher.load_device
         comfy.samplers.cast_to_load_options(self._low.options, device=device, dtype=self.low_patcher.model_dtype())
         try:
-            return super().outer_sample(noise, latent_image, sampler, sigmas, denoise_mask, callback,
-                                        disable_pbar, seed)
+            return self._with_low_outer_wrappers(super().outer_sample)(
+                noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
         finally:
             self._finish_low()
+
+    def _with_low_outer_wrappers(self, outer_sample):
+        """The low-noise expert's OUTER_SAMPLE wrappers (ComfyUI ran only the high-noise one's) around
+        the run, as its own KSamplerAdvanced would run them: checks such as the frame-level patch's
+        guard then hold for both experts before the first step."""
+        wrappers = comfy.patcher_extension.get_all_wrappers(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE,
+                                                            self._low.options, is_model_options=True)
+        executor = comfy.patcher_extension.WrapperExecutor.new_class_executor(
+            outer_sample, _ExpertView(self, self._low), wrappers)
+        return executor.execute
 
     def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar,
                      seed):

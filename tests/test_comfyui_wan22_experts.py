@@ -190,3 +190,42 @@ def test_the_pair_is_checked_before_sampling(experts):
         guider(high, FrameLevelPMWDModel.execute(low, 4, 3, 0, "flat", 0)[0], positive, negative)
     with pytest.raises(FrameLevelInputError, match="boundary"):
         guider(high, low, positive, negative, boundary=1.0)
+
+
+def test_the_low_noise_experts_own_outer_sample_wrappers_run(experts):
+    """Each expert's OUTER_SAMPLE wrappers run, as they would under its own KSamplerAdvanced: the
+    low-noise expert's see that expert as the guider's model, once per run, before the first call."""
+    comfy = cs.import_comfy()
+    high, low, contexts = experts
+    seen = []
+    low = low.clone()
+
+    def outer(executor, *args, **kwargs):
+        seen.append((executor.class_obj.model_patcher, sum(g.calls.values())))
+        return executor(*args, **kwargs)
+    low.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, "test", outer)
+    g = guider(high, low, cs.conditioning(contexts[0]), cs.conditioning(contexts[2]))
+    run_guided(g, comfy.samplers.sampler_object("euler"), comfy_sigmas(high), latent())
+    assert len(seen) == 1 and seen[0] == (low, 0)
+    assert sum(g.calls.values()) == STEPS
+
+
+def test_a_patch_replacing_ours_on_the_low_noise_expert_stops_before_the_first_step(experts):
+    """Frame prompts would be lost on the frames the low-noise expert predicts: refused, naming both."""
+    comfy = cs.import_comfy()
+    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
+    from comfyui_framelevel.nodes.validation import FrameLevelInputError
+    from test_comfyui_coexistence import other_pack_patch
+    high, low, contexts = experts
+    replaced = []
+    low = other_pack_patch(apply_frame_level_cross_attention(low), False, replaced)
+    positive = cs.frame_conditioning(contexts[:2], [0, 0, 0, 0, 1, 1, 1, 1])
+    g = guider(apply_frame_level_cross_attention(high), low, positive, cs.conditioning(contexts[2]))
+    with pytest.raises(FrameLevelInputError, match=r"blocks\.0\.cross_attn\.forward.*replacing.*silently lost"):
+        run_guided(g, comfy.samplers.sampler_object("euler"), comfy_sigmas(high), latent())
+    assert replaced == [] and sum(g.calls.values()) == 0
+
+
+def comfy_sigmas(model):
+    from comfyui_framelevel.nodes.comfy_adapter import calculate_sigmas
+    return calculate_sigmas(model, "simple", STEPS)
