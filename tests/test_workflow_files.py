@@ -159,3 +159,16 @@ def test_main_workflows_open_readable_and_whole(name):
         x1, y1 = (box.right + ds["offset"][0]) * ds["scale"], (box.bottom + ds["offset"][1]) * ds["scale"]
         assert left <= x0 and top <= y0 and x1 <= ui_layout.VIEW[0] - right and y1 <= ui_layout.VIEW[1] - bottom
         assert x1 < ui_layout.MINIMAP[0] or y1 < ui_layout.MINIMAP[1], "a node under the minimap corner"
+
+
+@pytest.mark.parametrize("name", sorted(UI))
+def test_every_workflow_opens_readable_with_its_story_in_view(name):
+    """Every UI file opens where the frontend draws text; a graph too large to show whole at that
+    scale opens on its top-left corner, so the story node is in view either way."""
+    ds = UI[name]["extra"]["ds"]
+    assert ui_layout.READABLE_SCALE <= ds["scale"] <= 1.0
+    left, top, right, bottom = ui_layout.VIEW_MARGINS
+    story = next(n for n in UI[name]["nodes"] if n["type"] == ui_layout.STORY_CLASS)
+    x0, y0 = ((p + o) * ds["scale"] for p, o in zip(story["pos"], ds["offset"], strict=True))
+    x1, y1 = x0 + story["size"][0] * ds["scale"], y0 + story["size"][1] * ds["scale"]
+    assert left <= x0 and top <= y0 and x1 <= ui_layout.VIEW[0] - right and y1 <= ui_layout.VIEW[1] - bottom

@@ -10,6 +10,7 @@ library only.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 
 from ui_geometry import TITLE_HEIGHT
@@ -43,7 +44,7 @@ def _cost(layout: Layout) -> float:
     left = sum(1 for _ in iter_crossings(layout))
     travel = sum(abs(layout.boxes[s].output_slot(slot)[1] - layout.boxes[t.id].input_slot(0)[1])
                  for t in layout.nodes.values() for s, slot, _ in t.inputs)
-    scale = round(fitted_view(layout)["scale"], 3)
+    scale = round(whole_graph_view(layout)[0], 3)
     return 1000.0 * left - scale + 1e-7 * (travel + sum(layout.extra.values()))
 
 
@@ -124,12 +125,17 @@ def _clear_of_minimap(layout: Layout, scale: float, offset: tuple[float, float])
                for b in layout.boxes.values())
 
 
-def fitted_view(layout: Layout) -> dict:
-    """extra.ds (scale, offset) that shows the whole graph in VIEW, top-aligned and centred across, with
-    no node under the minimap corner (the largest such scale, in steps of 0.5 %)."""
+def _extent(layout: Layout) -> tuple[float, float, float, float]:
+    """x0, y0, x1, y1 of every group and node (titles included)."""
     rects = list(layout.groups.values()) + [(b.x, b.top, b.w, b.h + TITLE_HEIGHT) for b in layout.boxes.values()]
-    x0, y0 = min(r[0] for r in rects), min(r[1] for r in rects)
-    x1, y1 = max(r[0] + r[2] for r in rects), max(r[1] + r[3] for r in rects)
+    return (min(r[0] for r in rects), min(r[1] for r in rects),
+            max(r[0] + r[2] for r in rects), max(r[1] + r[3] for r in rects))
+
+
+def whole_graph_view(layout: Layout) -> tuple[float, tuple[float, float]]:
+    """(scale, offset) that shows the whole graph in VIEW, top-aligned and centred across, with no node
+    under the minimap corner (the largest such scale, in steps of 0.5 %)."""
+    x0, y0, x1, y1 = _extent(layout)
     left, top, right, bottom = VIEW_MARGINS
     room_w, room_h = VIEW[0] - left - right, VIEW[1] - top - bottom
     scale = min(room_w / (x1 - x0), room_h / (y1 - y0), 1.0)
@@ -138,9 +144,18 @@ def fitted_view(layout: Layout) -> dict:
         screen_x = left + (room_w - (x1 - x0) * trial) / 2
         offset = (screen_x / trial - x0, top / trial - y0)
         if _clear_of_minimap(layout, trial, offset):
-            scale = trial
-            break
-    else:
-        screen_x = left + (room_w - (x1 - x0) * scale) / 2
-        offset = (screen_x / scale - x0, top / scale - y0)
+            return trial, offset
+    screen_x = left + (room_w - (x1 - x0) * scale) / 2
+    return scale, (screen_x / scale - x0, top / scale - y0)
+
+
+def fitted_view(layout: Layout) -> dict:
+    """extra.ds (scale, offset) the workflow opens at: the whole graph (`whole_graph_view`) when that is
+    readable; a graph that fits only below READABLE_SCALE opens at that scale from its top-left corner
+    instead (the Story group and the models in view and readable, the rest one pan away)."""
+    scale, offset = whole_graph_view(layout)
+    if scale < READABLE_SCALE:
+        x0, y0, _, _ = _extent(layout)
+        scale = math.ceil(READABLE_SCALE * 1e4) / 1e4
+        offset = (VIEW_MARGINS[0] / scale - x0, VIEW_MARGINS[1] / scale - y0)
     return {"scale": round(scale, 4), "offset": [round(offset[0], 1), round(offset[1], 1)]}
