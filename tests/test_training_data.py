@@ -151,3 +151,22 @@ def test_collate_packs_distinct_prompts_of_the_batch(tmp_path):
     assert batch.frame_text.num_segments == 2  # "x y" and "z", each once
     assert batch.frame_text.frame_prompt.tolist() == [[0, 1, 1], [1, 1, 1]]
     assert batch.frame_text.key_bias.tolist().count(0.0) == 3  # 2 + 1 real rows; pad rows carry ln(n)
+
+
+def test_umt5_encoder_pads_to_the_longest_caption_and_matches_wans_512_padding():
+    """Real rows equal those of a run padded to max_length (Wan's reference), and a caption's rows do
+    not depend on the other captions of its batch."""
+    words = "red fox runs over the blue sky past a green tree at dawn".split()
+    encoder = tiny_umt5_encoder(words, max_length=64)
+    texts = ["red fox runs", " ".join(words), "blue  sky"]
+    rows = encoder.encode(texts)
+    tokens = encoder.tokenizer([" ".join(t.split()) for t in texts], padding="max_length", max_length=64,
+                               truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        reference = encoder.encoder(input_ids=tokens["input_ids"],
+                                    attention_mask=tokens["attention_mask"]).last_hidden_state
+    for i, got in enumerate(rows):
+        n = int(tokens["attention_mask"][i].sum())
+        assert got.shape == (n, 32)
+        torch.testing.assert_close(got, reference[i, :n], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got, encoder.encode([texts[i]])[0], rtol=1e-5, atol=1e-6)

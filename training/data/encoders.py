@@ -63,7 +63,10 @@ class DiffusersWanVAE:
 
 
 class UMT5TextEncoder:
-    """UMT5 encoder via transformers with Wan's padding rules (pad to 512, keep only real rows)."""
+    """UMT5 encoder via transformers with Wan's padding rules (at most 512 tokens, keep only the real
+    rows; the trainer zero-pads to text_len). A batch is padded to its longest caption, not to 512:
+    under the attention mask the real rows come out the same, and a batch of 30-word captions runs
+    about a tenth of the tokens."""
 
     def __init__(self, tokenizer, encoder, max_length: int = 512, device: str = "cpu"):
         self.tokenizer, self.encoder = tokenizer, encoder.to(device).eval().requires_grad_(False)
@@ -89,7 +92,7 @@ class UMT5TextEncoder:
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> list[torch.Tensor]:
-        tokens = self.tokenizer([" ".join(t.split()) for t in texts], padding="max_length",
+        tokens = self.tokenizer([" ".join(t.split()) for t in texts], padding="longest",
                                 max_length=self.max_length, truncation=True, add_special_tokens=True,
                                 return_attention_mask=True, return_tensors="pt")
         mask = tokens["attention_mask"].to(self.device)
