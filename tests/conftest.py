@@ -15,6 +15,30 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "comfyui_framelevel"
 
 
+def keep_root_off_sys_path() -> None:
+    """Take the repository root off sys.path (where `python -m pytest`, `python -c` or a script's
+    cwd put it), before anything else is imported.
+
+    On sys.path the root's folders would shadow installed packages of the same top-level names:
+    `kernels` (transformers 5 imports the `kernels` package of that name), `nodes` (ComfyUI's own
+    module), `training`. The pack is loaded under its own name (`load_pack`), never through the
+    root."""
+    def is_root(entry: str) -> bool:
+        try:
+            return Path(entry or os.getcwd()).resolve() == ROOT
+        except OSError:
+            return False
+    sys.path[:] = [entry for entry in sys.path if not is_root(entry)]
+    for name in ("kernels", "nodes", "training", "tools"):
+        module = sys.modules.get(name)
+        origin = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", []) or []), None)
+        if origin and ROOT in Path(origin).resolve().parents:
+            del sys.modules[name]
+
+
+keep_root_off_sys_path()
+
+
 def load_pack():
     """The pack as `comfyui_framelevel` (also used by subprocess helpers run as scripts)."""
     existing = sys.modules.get(PACKAGE)

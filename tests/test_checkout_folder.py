@@ -17,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "comfyui_framelevel"
-SMALL_RUN = ["tests/test_frames.py", "tests/test_checkout_folder.py::test_the_pack_is_imported_once"]
+SMALL_RUN = ["tests/test_frames.py", "tests/test_checkout_folder.py::test_the_pack_is_imported_once",
+             "tests/test_checkout_folder.py::test_the_root_shadows_no_installed_package"]
 
 
 def _modules_from(path: Path) -> list[str]:
@@ -28,6 +29,23 @@ def _modules_from(path: Path) -> list[str]:
 def test_the_pack_is_imported_once():
     assert _modules_from(ROOT / "__init__.py") == [PACKAGE]
     assert _modules_from(ROOT / "nodes" / "__init__.py") == [f"{PACKAGE}.nodes"]
+
+
+def test_the_root_shadows_no_installed_package():
+    """`python -m pytest` puts the checkout on sys.path, where its `kernels/` would hide the
+    installed `kernels` package that transformers 5 imports (CI was red on exactly that); conftest
+    takes the root off before anything imports."""
+    import importlib.util
+
+    assert all(Path(entry or os.getcwd()).resolve() != ROOT for entry in sys.path), sys.path
+    for name in ("kernels", "nodes", "training"):
+        spec = importlib.util.find_spec(name) if name not in sys.modules else sys.modules[name].__spec__
+        origin = spec and (spec.origin or next(iter(spec.submodule_search_locations or []), None))
+        assert not origin or ROOT not in Path(origin).resolve().parents, f"{name} resolves into the checkout: {origin}"
+    transformers = pytest.importorskip("transformers")
+    from transformers import PreTrainedModel  # transformers 5 imports the `kernels` package here
+
+    assert PreTrainedModel.__module__.startswith("transformers"), transformers.__version__
 
 
 def _checkout_files() -> list[str]:
