@@ -20,6 +20,7 @@ import comfy.utils
 import torch
 
 from ..kernels.processor import routed_cross_attention
+from .comfy_versions import IMAGE_TOKEN_ATTENTION_OPTIONS, extra_video_token_inputs, free_memory
 from .core.executor import ExecutorOptions, execute_plan, windows_per_batch
 from .core.frame_text import frame_text_from_schedule, pack_frame_text
 from .core.fusion import evaluate_windows, gather_windows
@@ -128,6 +129,7 @@ def _frame_text_wrapper(executor, x, timestep, context, clip_fea=None, time_dim_
     if time_dim_concat is not None:
         raise FrameLevelInputError("positive", "time_dim_concat", "frame-level prompts cannot route "
                                    "frames appended along time", "remove the node that adds time_dim_concat")
+    _refuse_extra_video_tokens(executor.class_obj, {"positive/negative": [kwargs]})
     if len(rows) != x.shape[0]:
         raise RuntimeError(f"frame text has {len(rows)} rows for a batch of {x.shape[0]}")
     diffusion_model = executor.class_obj
@@ -157,8 +159,8 @@ def _make_cross_attention_forward(previous_forward):
         image_tokens = context[:, :context_img_len] if context_img_len else None  # I2V: stay global
 
         def attend(q, k, v):
-            return wan_model.optimized_attention(q, k, v, heads=self.num_heads,
-                                                 transformer_options=transformer_options)
+            return wan_model.optimized_attention(q, k, v, heads=self.num_heads, transformer_options=transformer_options,
+                                                 **IMAGE_TOKEN_ATTENTION_OPTIONS)
         return routed_cross_attention(self, x, packed, heads=self.num_heads, tokens_per_frame=per_frame,
                                       image_tokens=image_tokens, attend=attend)
     return mark_ours(forward)
@@ -181,10 +183,31 @@ def _refuse_foreign_cross_attention(model_patcher, names) -> None:
                 "it finds, both work), or remove one of the two")
 
 
+_EXTRA_TOKEN_CALL_KEYS = {"reference_latent": "reference_latents", "context_latents": "context_latents"}
+
+
+def _refuse_extra_video_tokens(diffusion_model, conds: dict) -> None:
+    """Extra video tokens (a reference or in-context latent) belong to no latent frame, so the
+    frame-level cross-attention cannot route them: refused with one line naming the input.
+    `conds` holds cond dicts by name, with ComfyUI's conditioning keys or the model call's own."""
+    named = {name: [{_EXTRA_TOKEN_CALL_KEYS.get(key, key): value for key, value in item.items()} for item in items]
+             for name, items in conds.items()}
+    found = extra_video_token_inputs(named, getattr(diffusion_model, "ref_conv", None) is not None)
+    if found:
+        raise FrameLevelInputError(
+            found[0].split(":")[0], found[0].split(": ", 1)[1],
+            "adds video tokens that belong to no latent frame, which frame-level cross-attention cannot route",
+            "remove that node from the conditioning, or sample without FrameLevelCrossAttention")
+
+
 def _check_patches_before_sampling(names):
-    """OUTER_SAMPLE wrapper: every object patch we installed is still ours or wraps ours."""
+    """OUTER_SAMPLE wrapper: every object patch we installed is still ours or wraps ours, and the
+    conditioning adds no video tokens the routing cannot place."""
     def outer_sample(executor, *args, **kwargs):
-        found = foreign_patch(executor.class_obj.model_patcher.object_patches, names)
+        guider = executor.class_obj
+        _refuse_extra_video_tokens(guider.model_patcher.model.diffusion_model, getattr(guider, "original_conds", None)
+                                   or getattr(guider, "conds", None) or {})
+        found = foreign_patch(guider.model_patcher.object_patches, names)
         if found is not None:
             name, patch = found
             raise FrameLevelInputError(
@@ -269,7 +292,7 @@ def auto_windows_per_batch(base_model, window_shape, device) -> int:
     time of one per call on 1 and 2 threads), and memory stays at one window's."""
     if torch.device(device).type == "cpu":
         return 1
-    free = comfy.model_management.get_free_memory(device)
+    free = free_memory(base_model, device, comfy.model_management.get_free_memory)
     return windows_per_batch(free, max(1, int(base_model.memory_required(list(window_shape)))))
 
 

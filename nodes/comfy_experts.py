@@ -34,6 +34,7 @@ import comfy.samplers
 import torch
 
 from .comfy_adapter import PMWD_PATCH_KEY, is_frame_level_patched, wan_diffusion_model
+from .comfy_versions import share_sampling_state
 from .core.experts import ExpertSettings, choose_experts, combine_predictions
 from .model_calls import call_levels, rebase_options
 from .validation import FrameLevelInputError
@@ -96,7 +97,9 @@ class WanExpertsGuider(comfy.samplers.CFGGuider):
     # -- a run: the low-noise expert is prepared beside the high-noise one -------------------------
 
     def outer_sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
-                     disable_pbar=False, seed=None):
+                     disable_pbar=False, seed=None, **newer):
+        """`newer`: what the running CFGGuider passes beyond 0.3.64's arguments (`latent_shapes`
+        since 0.33, see comfy_versions.NEWER_SAMPLING_KEYWORDS), forwarded unchanged."""
         self.calls = collections.Counter()
         self._low = _prepared_run(self.low_patcher, self.original_conds)
         self._loaded = (HIGH,)   # prepare_sampling (in CFGGuider.outer_sample) loads the high-noise expert
@@ -104,7 +107,7 @@ class WanExpertsGuider(comfy.samplers.CFGGuider):
         comfy.samplers.cast_to_load_options(self._low.options, device=device, dtype=self.low_patcher.model_dtype())
         try:
             return self._with_low_outer_wrappers(super().outer_sample)(
-                noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
+                noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **newer)
         finally:
             self._finish_low()
 
@@ -119,13 +122,13 @@ class WanExpertsGuider(comfy.samplers.CFGGuider):
         return executor.execute
 
     def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar,
-                     seed):
+                     seed, **newer):
         processed = latent_image
         if latent_image is not None and torch.count_nonzero(latent_image) > 0:
             processed = self.inner_model.process_latent_in(latent_image)
-        self._sample_args = (noise, device, processed, denoise_mask, seed)
+        self._sample_args = (noise, device, processed, denoise_mask, seed, newer)
         return super().inner_sample(noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
-                                    disable_pbar, seed)
+                                    disable_pbar, seed, **newer)
 
     def _finish_low(self):
         run, self._low, self._sample_args = self._low, None, None
@@ -163,10 +166,11 @@ class WanExpertsGuider(comfy.samplers.CFGGuider):
 
     def _encode_low_conds(self):
         """The low-noise expert's conditioning, encoded by its own (now loaded and patched) model."""
-        noise, device, latent_image, denoise_mask, seed = self._sample_args
+        noise, device, latent_image, denoise_mask, seed, newer = self._sample_args
         run = self._low
+        share_sampling_state(self.low_patcher.model, newer)
         run.conds = comfy.samplers.process_conds(self.low_patcher.model, noise, run.conds, device, latent_image,
-                                                 denoise_mask, seed)
+                                                 denoise_mask, seed, **newer)
         self.low_patcher.pre_run()
         run.ready = True
 

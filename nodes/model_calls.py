@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from .comfy_versions import context_window_frames
 from .core.frame_text import FrameText
 from .core.fusion import gather_window_columns, gather_windows
 from .core.per_frame_sigma import progress_step
@@ -106,9 +107,9 @@ def call_frames(transformer_options: dict, frames: int):
     window = transformer_options.get("context_window")
     index = transformer_options.get(FRAME_INDEX_OPTION)
     if index is not None:
-        return index[:, window.index_list] if _context_window_applies(window, index.shape[1], frames) else index
+        return index[:, context_window_frames(window)] if _context_window_applies(window, index.shape[1], frames) else index
     if window is not None and window.dim == 2:
-        return list(window.index_list)
+        return context_window_frames(window)
     return list(range(frames))
 
 
@@ -121,7 +122,7 @@ def call_timesteps(transformer_options: dict, x: torch.Tensor, timestep: torch.T
         return timestep
     window = transformer_options.get("context_window")
     if _context_window_applies(window, per_frame.shape[1], x.shape[2]):
-        per_frame = per_frame[:, window.index_list]
+        per_frame = per_frame[:, context_window_frames(window)]
     if per_frame.shape[1] != x.shape[2] or x.shape[0] % per_frame.shape[0]:
         raise RuntimeError(f"per-frame timesteps {tuple(per_frame.shape)} do not fit the model input "
                            f"{tuple(x.shape)}")

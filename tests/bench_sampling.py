@@ -97,7 +97,6 @@ def latent(frames, size=16):
 
 
 def speed_rows(comfy, rounds: int, steps: int, sizes: Sizes = SIZES):
-    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
     from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention, calculate_sigmas
     from comfyui_framelevel.nodes.df_nodes import FrameLevelDiffusionForcingSampler
     from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDModel, FrameLevelPMWDSampler
@@ -118,8 +117,7 @@ def speed_rows(comfy, rounds: int, steps: int, sizes: Sizes = SIZES):
     pmwd_patch = FrameLevelPMWDModel.execute(model, window, windows, 0, "flat", 0)[0]
     pmwd_patch_stacked = FrameLevelPMWDModel.execute(model, window, windows, 0, "flat", windows)[0]
     overlap = (windows * window - frames) // (windows - 1)
-    ctx = ContextWindowsManualNode.execute(model, window, overlap, "standard_static", 1, False, "flat", dim=2)
-    ctx = ctx[0] if isinstance(ctx, tuple) else ctx.result[0]
+    ctx = cs.context_windows(model, window, overlap, causal_window_fix=False if cs.has_causal_window_fix() else None)
     variants = {
         "stock_euler": lambda: run_custom(model, euler, plain, negative, latent(frames), sigmas),
         "df_step0": lambda: run_custom(model, df, plain, negative, latent(frames), sigmas),

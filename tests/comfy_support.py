@@ -122,3 +122,31 @@ def load_variant(variant: str, seed: int = 0, **sizes):
 
 def latent_channels(model) -> int:
     return model.model.latent_format.latent_channels
+
+
+def context_windows(model, length: int, overlap: int, causal_window_fix: bool | None = None):
+    """ComfyUI's own ContextWindowsManual node on `model` (static standard schedule, flat fuse, latent
+    dim 2), called with the inputs the running ComfyUI's node declares: 0.33 added freenoise and
+    causal_window_fix (on by default) among others. `causal_window_fix` None keeps the node's
+    default; a value on a ComfyUI without the input fails the test (it cannot be honoured)."""
+    import inspect
+
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
+    kwargs = dict(model=model, context_length=length, context_overlap=overlap, context_schedule="standard_static",
+                  context_stride=1, closed_loop=False, fuse_method="flat", dim=2)
+    accepted = inspect.signature(ContextWindowsManualNode.execute).parameters
+    if "freenoise" in accepted:
+        kwargs["freenoise"] = False
+    if causal_window_fix is not None:
+        assert "causal_window_fix" in accepted, "this ComfyUI's context windows have no causal_window_fix"
+        kwargs["causal_window_fix"] = causal_window_fix
+    out = ContextWindowsManualNode.execute(**kwargs)
+    return out[0] if isinstance(out, tuple) else out.result[0]
+
+
+def has_causal_window_fix() -> bool:
+    """True on ComfyUI 0.33+ (context windows prepend an anchor frame to every later window)."""
+    import inspect
+
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
+    return "causal_window_fix" in inspect.signature(ContextWindowsManualNode.execute).parameters

@@ -98,13 +98,11 @@ def test_comfyui_context_windows_on_our_patched_model_equal_our_pmwd_sampler(set
     standard_static windows [0..3] [2..5] [4..7] with flat fusion and stock euler equal our PMWD
     sampler with the same three windows and flat fusion."""
     comfy = cs.import_comfy()
-    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
     from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
     from comfyui_framelevel.nodes.long_video_nodes import FrameLevelPMWDSampler
     model, contexts = setup
     patched = apply_frame_level_cross_attention(model)
-    windowed = ContextWindowsManualNode.execute(patched, 4, 2, "standard_static", 1, False, "flat", dim=2)
-    windowed = windowed[0] if isinstance(windowed, tuple) else windowed.result[0]
+    windowed = cs.context_windows(patched, 4, 2, causal_window_fix=comparable_windows())
     positive, negative = frame_prompts(contexts)
     sigmas = sigmas_for(model, 3)
     theirs = run_custom(windowed, comfy.samplers.sampler_object("euler"), positive, negative, latent(), sigmas)
@@ -114,6 +112,71 @@ def test_comfyui_context_windows_on_our_patched_model_equal_our_pmwd_sampler(set
                                negative, latent(), sigmas)
     assert (ours - theirs).abs().max() <= 1e-5 * theirs.abs().max()
     assert (theirs - single_prompt).abs().max() > 1e-3   # the frame prompts did reach the windows
+
+
+def comparable_windows():
+    """causal_window_fix off where the running ComfyUI has it (0.33+): only then are core's windows
+    the plain PMWD windows (the fix feeds every later window one extra anchor latent)."""
+    return False if cs.has_causal_window_fix() else None
+
+
+def window_settings():
+    """Every causal_window_fix setting the running ComfyUI offers: its default, and on 0.33+ on and off."""
+    return [None, True, False] if cs.has_causal_window_fix() else [None]
+
+
+def test_comfyui_context_windows_route_prompts_by_the_frames_each_call_holds(setup):
+    """Frame prompts inside core's context windows, with the causal window fix on and off (0.33+):
+    every call's routing follows the latents it holds, the fix's prepended anchor latent included."""
+    from comfyui_framelevel.nodes.comfy_adapter import PACKED_TEXT_OPTION, apply_frame_level_cross_attention
+    from comfyui_framelevel.nodes.comfy_versions import context_window_frames
+    model, contexts = setup
+    schedule = [0, 0, 1, 1, 1, 2, 2, 2]
+    positive = cs.frame_conditioning(contexts, schedule)
+    for fix in window_settings():
+        probe = cs.context_windows(apply_frame_level_cross_attention(model), 4, 2, causal_window_fix=fix)
+        original = probe.get_model_object(FIRST_BLOCK)
+        seen = []
+
+        def record(x, context, transformer_options=None, original=original, seen=seen, fix=fix, **kwargs):
+            frames = context_window_frames(transformer_options["context_window"])
+            packed, per_frame = transformer_options[PACKED_TEXT_OPTION]
+            assert x.shape[1] == len(frames) * per_frame, (fix, frames, tuple(x.shape))
+            chunk = transformer_options["cond_or_uncond"].index(0)
+            seen.append((tuple(frames), packed.frame_prompt[chunk].tolist()))
+            return original(x, context, transformer_options=transformer_options, **kwargs)
+        probe.add_object_patch(FIRST_BLOCK, record)
+        out = run_custom(probe, _euler(), positive, cs.conditioning(contexts[2]), latent(), sigmas_for(model, 2))
+        assert torch.isfinite(out).all()
+        windows = {frames for frames, _ in seen}
+        plain = {(0, 1, 2, 3), (2, 3, 4, 5), (4, 5, 6, 7)}
+        anchored = {(0, 1, 2, 3), (1, 2, 3, 4, 5), (3, 4, 5, 6, 7)}
+        assert windows == (anchored if fix or (fix is None and cs.has_causal_window_fix()) else plain), (fix, windows)
+        for frames, routing in seen:
+            for a in range(len(frames)):
+                for b in range(len(frames)):
+                    assert (schedule[frames[a]] == schedule[frames[b]]) == (routing[a] == routing[b]), (fix, frames)
+
+
+def test_diffusion_forcing_anchors_hold_inside_comfyui_context_windows(setup):
+    """Our DF sampler's per-frame timesteps and first/last anchors inside core's context windows, with
+    the causal window fix on and off (0.33+): the anchor latents come out exactly as given, the rest
+    is denoised."""
+    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
+    from comfyui_framelevel.nodes.df_nodes import FrameLevelDiffusionForcingSampler
+    model, contexts = setup
+    given = torch.randn(1, 16, FRAMES, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(3))
+    mask = torch.ones(1, 1, FRAMES, HEIGHT, WIDTH)
+    mask[:, :, [0, FRAMES - 1]] = 0
+    sampler = FrameLevelDiffusionForcingSampler.execute(1.0, 1, "euler", 0)[0]
+    for fix in window_settings():
+        windowed = cs.context_windows(apply_frame_level_cross_attention(model), 4, 2, causal_window_fix=fix)
+        out = run_custom(windowed, sampler, cs.frame_conditioning(contexts, [0, 0, 1, 1, 1, 2, 2, 2]),
+                         cs.conditioning(contexts[2]), {"samples": given.clone(), "noise_mask": mask},
+                         sigmas_for(model, 3))
+        for index in (0, FRAMES - 1):
+            assert (out[:, :, index] - given[:, :, index]).abs().max() <= 1e-5, (fix, index)
+        assert torch.isfinite(out).all() and (out[:, :, 3] - given[:, :, 3]).abs().max() > 1e-2, fix
 
 
 def _euler():

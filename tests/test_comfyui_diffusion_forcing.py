@@ -100,9 +100,7 @@ def test_anchors_unchanged_through_sampler_custom_advanced(setup):
 
 def test_works_inside_comfyui_context_windows(setup):
     _, patched, contexts = setup
-    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
-    windowed = ContextWindowsManualNode.execute(patched, 3, 1, "standard_static", 1, False, "flat", dim=2)
-    windowed = windowed[0] if isinstance(windowed, tuple) else windowed.result[0]
+    windowed = cs.context_windows(patched, 3, 1)   # the running ComfyUI's defaults (0.33: causal window fix on)
     positive = cs.frame_conditioning(contexts[:2], [0, 0, 1, 1, 1])
     out = run_custom(windowed, df_sampler(step_size=1.0), positive, cs.conditioning(contexts[2]),
                      empty_latent(), sigmas_for(windowed, 3))

@@ -29,12 +29,11 @@ def pmwd(window=4, num_windows=3, fusion="flat", batch=0):
 
 def test_pmwd_equals_comfyui_context_windows_on_one_prompt(setup):
     comfy = cs.import_comfy()
-    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
     model, _, contexts = setup
     positive, negative = cs.conditioning(contexts[0]), cs.conditioning(contexts[1])
-    # F = 8, W = 4: ComfyUI's standard_static with overlap 2 gives [0..3] [2..5] [4..7]; PMWD with K = 3 too.
-    windowed = ContextWindowsManualNode.execute(model, 4, 2, "standard_static", 1, False, "flat", dim=2)
-    windowed = windowed[0] if isinstance(windowed, tuple) else windowed.result[0]
+    # F = 8, W = 4: ComfyUI's standard_static with overlap 2 gives [0..3] [2..5] [4..7]; PMWD with K = 3 too
+    # (without 0.33's causal window fix, which feeds later windows one more latent).
+    windowed = comfy_context_windows(model)
     sigmas = sigmas_for(model, 4)
     theirs = run_custom(windowed, comfy.samplers.sampler_object("euler"), positive, negative, latent(), sigmas)
     ours = run_custom(model, pmwd(), positive, negative, latent(), sigmas)
@@ -117,9 +116,8 @@ def pmwd_model(model, window=4, num_windows=3, fusion="flat", batch=0):
 
 
 def comfy_context_windows(model):
-    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
-    windowed = ContextWindowsManualNode.execute(model, 4, 2, "standard_static", 1, False, "flat", dim=2)
-    return windowed[0] if isinstance(windowed, tuple) else windowed.result[0]
+    """Core's windows [0..3] [2..5] [4..7], comparable with PMWD's (causal window fix off on 0.33+)."""
+    return cs.context_windows(model, 4, 2, causal_window_fix=False if cs.has_causal_window_fix() else None)
 
 
 @pytest.mark.parametrize("sampler", ["euler", "uni_pc", "dpmpp_2m"])
@@ -191,9 +189,16 @@ def test_our_samplers_build_no_autograd_graph(setup):
     grad_modes = []
     probe.add_object_patch("diffusion_model.forward",
                            lambda *a, **k: grad_modes.append(torch.is_grad_enabled()) or original(*a, **k))
-    assert any(p.requires_grad for p in model.model.parameters())   # so a graph would be built
-    out = run_custom(probe, pmwd(), cs.conditioning(contexts[0]), cs.conditioning(contexts[1]), latent(),
-                     sigmas_for(probe, 2))
+    # so that a graph would be built (0.3.64 leaves parameters trainable, 0.33 freezes them on load)
+    frozen = [p for p in model.model.parameters() if not p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(True)
+    try:
+        out = run_custom(probe, pmwd(), cs.conditioning(contexts[0]), cs.conditioning(contexts[1]), latent(),
+                         sigmas_for(probe, 2))
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
     assert grad_modes and not any(grad_modes) and not out.requires_grad
 
 
