@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare a ComfyUI checkout for the `comfyui` tests and the headless main job, on CPU-only torch.
-# Usage: .ci/setup_comfyui.sh COMFYUI_DIR [PYTHON]
+# Usage: [FRAMELEVEL_PIP_ARGS="-c LOCK"] .ci/setup_comfyui.sh COMFYUI_DIR [PYTHON]
 # Works for every tree in ../shared/comfyui (0.3.64 and 0.33.0). It installs ComfyUI's requirements
 # without letting pip replace torch, adds `requests` (imported by the server but not listed by
 # 0.3.64), and makes the registry's CUDA-only torchvision and torchaudio wheels importable on CPU:
@@ -10,16 +10,13 @@
 set -euo pipefail
 comfy_dir=${1:?usage: setup_comfyui.sh COMFYUI_DIR [PYTHON]}
 python=${2:-python}
-here=$(cd "$(dirname "$0")" && pwd)
 torch_version=$("$python" -c 'import torch; print(torch.__version__.split("+")[0])')
 constraints=$(mktemp)
 echo "torch==${torch_version}" > "$constraints"
 grep -vE '^(torch|torchvision|torchaudio)([<>=~ ].*)?$' "$comfy_dir/requirements.txt" > "$constraints.req"
-# The project's lock (constraints) for everything both trees leave unpinned; the tree's own pins win.
-lock="$here/constraints-comfyui.txt"
-lock_args=()
-[ -f "$lock" ] && lock_args=(-c "$lock")
-"$python" -m pip install -q -c "$constraints" "${lock_args[@]}" -r "$constraints.req" requests
+# FRAMELEVEL_PIP_ARGS: more pip arguments, e.g. CI's lock for this venv (-c .ci/lock/comfyui-0.33.0.txt)
+# shellcheck disable=SC2086
+"$python" -m pip install -q -c "$constraints" ${FRAMELEVEL_PIP_ARGS:-} -r "$constraints.req" requests
 "$python" -m pip install -q --no-deps "torchvision==0.28.0"
 meta=$("$python" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("torchvision").origin), "_meta_registrations.py"))')
 sed -i -E 's/^@torch\.library\.register_fake\("torchvision::(nms|qnms)"\)/@(torch.library.register_fake("torchvision::\1") if torchvision.extension._has_ops() else (lambda f: f))/' "$meta"
