@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import types
 
+import comfy.ldm.modules.attention
 import comfy.ldm.wan.model as wan_model
 import comfy.model_management
 import comfy.patcher_extension
@@ -20,7 +21,7 @@ import comfy.utils
 import torch
 
 from ..kernels.processor import routed_cross_attention
-from .comfy_versions import IMAGE_TOKEN_ATTENTION_OPTIONS, extra_video_token_inputs, free_memory
+from .comfy_versions import extra_video_token_inputs, free_memory, image_token_attention_options
 from .core.executor import ExecutorOptions, execute_plan, windows_per_batch
 from .core.frame_text import frame_text_from_schedule, pack_frame_text
 from .core.fusion import evaluate_windows, gather_windows
@@ -45,6 +46,7 @@ from .model_calls import (
     frame_text_rows,
     mark_ours,
     options_for_call,
+    patch_owner,
     progress_reporter,
     reaches_ours,
     repeat_rows,
@@ -159,8 +161,9 @@ def _make_cross_attention_forward(previous_forward):
         image_tokens = context[:, :context_img_len] if context_img_len else None  # I2V: stay global
 
         def attend(q, k, v):
-            return wan_model.optimized_attention(q, k, v, heads=self.num_heads, transformer_options=transformer_options,
-                                                 **IMAGE_TOKEN_ATTENTION_OPTIONS)
+            return wan_model.optimized_attention(
+                q, k, v, heads=self.num_heads, transformer_options=transformer_options,
+                **image_token_attention_options(comfy.ldm.modules.attention, self))
         return routed_cross_attention(self, x, packed, heads=self.num_heads, tokens_per_frame=per_frame,
                                       image_tokens=image_tokens, attend=attend)
     return mark_ours(forward)
@@ -175,12 +178,13 @@ def _refuse_foreign_cross_attention(model_patcher, names) -> None:
     for name in names:
         existing = model_patcher.object_patches.get(name)
         if existing is not None and not reaches_ours(existing):
+            owner, way_out = patch_owner(existing)
             raise FrameLevelInputError(
                 "model", describe_patch(existing),
-                f"{name} is already patched by {describe_patch(existing)}; FrameLevelCrossAttention replaces "
+                f"{name} is already patched by {owner}; FrameLevelCrossAttention replaces "
                 "cross-attention for frame-level prompts and would bypass that patch",
-                "apply FrameLevelCrossAttention first and the other patch after it (if it wraps the forward "
-                "it finds, both work), or remove one of the two")
+                way_out or "apply FrameLevelCrossAttention first and the other patch after it (if it wraps the "
+                "forward it finds, both work), or remove one of the two")
 
 
 _EXTRA_TOKEN_CALL_KEYS = {"reference_latent": "reference_latents", "context_latents": "context_latents"}
@@ -210,12 +214,13 @@ def _check_patches_before_sampling(names):
         found = foreign_patch(guider.model_patcher.object_patches, names)
         if found is not None:
             name, patch = found
+            owner, way_out = patch_owner(patch)
             raise FrameLevelInputError(
                 "model", describe_patch(patch),
-                f"{name} of the frame-level patched model was replaced by {describe_patch(patch)}, which does not "
+                f"{name} of the frame-level patched model was replaced by {owner}, which does not "
                 "call FrameLevelCrossAttention's patch, so frame-level prompts would be silently lost",
-                "apply the other patch before FrameLevelCrossAttention, or use a version of it that wraps the "
-                "forward it finds (model.get_model_object)")
+                way_out or "apply the other patch before FrameLevelCrossAttention, or use a version of it that "
+                "wraps the forward it finds (model.get_model_object)")
         return executor(*args, **kwargs)
     return outer_sample
 

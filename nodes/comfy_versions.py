@@ -62,6 +62,20 @@ def free_memory(base_model, device, model_management_free: Callable) -> int:
 IMAGE_TOKEN_ATTENTION_OPTIONS = {"low_precision_attention": False}
 
 
+def image_token_attention_options(attention_module, cross_attention) -> dict:
+    """Keywords for optimized_attention on a Wan cross-attention's image tokens, as the running
+    ComfyUI's own forward passes them: IMAGE_TOKEN_ATTENTION_OPTIONS, and since 0.38 the module's
+    own `comfy_attention` as `preferred_attention` (a ComfyAttention a checkpoint can configure, e.g.
+    int8 attention; the attention wrapper pops it before any backend sees it). Read from
+    `attention_module` (comfy.ldm.modules.attention): older versions have no ComfyAttention, and
+    their attention overrides would receive an unknown keyword."""
+    options = dict(IMAGE_TOKEN_ATTENTION_OPTIONS)
+    preferred = getattr(cross_attention, "comfy_attention", None)
+    if preferred is not None and hasattr(attention_module, "ComfyAttention"):
+        options["preferred_attention"] = preferred
+    return options
+
+
 # ------------------------------------------------------------------------------------------------
 # Extra video tokens appended or prepended to a Wan call (comfy/ldm/wan/model.py)
 

@@ -356,6 +356,28 @@ def describe_patch(obj) -> str:
     return f"{module}.{name}"
 
 
+_PROMPT_RELAY_WAY_OUT = ("keep one of the two for prompt regions: FrameLevelPromptSchedule reads Prompt Relay's "
+                         "segment stories as they are, so replace PromptRelayEncode with FrameLevelPromptSchedule -> "
+                         "FrameLevelTextEncode (docs/comfyui_versions.md, 'From Prompt Relay'), or remove "
+                         "FrameLevelCrossAttention to keep Prompt Relay")
+# Other packs known to patch Wan's `blocks.N.cross_attn.forward`: (name fragment, who, the way out)
+KNOWN_CROSS_ATTENTION_PATCHERS = (
+    ("promptrelay", "Prompt Relay (PromptRelayEncode, which refuses stacking itself)", _PROMPT_RELAY_WAY_OUT),
+    ("kjnodes", "KJNodes (a cross-attention patch node)",
+     "apply the KJNodes patch after FrameLevelCrossAttention if it wraps the forward it finds, else remove one"),
+)
+
+
+def patch_owner(obj) -> tuple[str, str | None]:
+    """Who made an object patch, as a person knows them, and the known way out (None if unknown)."""
+    described = describe_patch(obj)
+    key = described.lower().replace("-", "").replace("_", "")
+    for fragment, who, way_out in KNOWN_CROSS_ATTENTION_PATCHERS:
+        if fragment in key:
+            return f"{who} [{described}]", way_out
+    return described, None
+
+
 def foreign_patch(object_patches: dict, names) -> tuple[str, object] | None:
     """The first (name, patch) among `names` whose patch is another pack's and does not call ours
     (our routing would be lost under it); None when every one is ours or wraps ours."""

@@ -62,3 +62,13 @@ def test_share_sampling_state_mirrors_only_what_the_guider_passed():
     assert not hasattr(model, "latent_shapes")
     cv.share_sampling_state(model, {"latent_shapes": [(1, 16, 5, 4, 4)]})
     assert model.latent_shapes == [(1, 16, 5, 4, 4)]
+
+
+def test_image_token_attention_prefers_the_modules_own_attention_only_where_comfyui_knows_it():
+    newest = types.SimpleNamespace(ComfyAttention=object)
+    older = types.SimpleNamespace()
+    with_own = types.SimpleNamespace(comfy_attention="int8")
+    assert cv.image_token_attention_options(newest, with_own) == {"low_precision_attention": False,
+                                                                  "preferred_attention": "int8"}
+    assert cv.image_token_attention_options(older, with_own) == {"low_precision_attention": False}
+    assert cv.image_token_attention_options(newest, types.SimpleNamespace()) == {"low_precision_attention": False}

@@ -182,3 +182,58 @@ def test_diffusion_forcing_anchors_hold_inside_comfyui_context_windows(setup):
 def _euler():
     comfy = cs.import_comfy()
     return comfy.samplers.sampler_object("euler")
+
+
+def test_extra_video_tokens_are_refused_before_the_first_step(setup):
+    """In-context reference latents (0.33+: appended video tokens) belong to no latent frame: the
+    frame-level patched model stops before any model call, naming the input in one line."""
+    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
+    from comfyui_framelevel.nodes.validation import FrameLevelInputError
+    model, contexts = setup
+    calls = []
+    patched = counting(apply_frame_level_cross_attention(model), calls)
+    positive = [[contexts[0].unsqueeze(0), {"pooled_output": None,
+                                            "context_latents": [torch.zeros(1, 16, 1, HEIGHT, WIDTH)]}]]
+    with pytest.raises(FrameLevelInputError) as refused:
+        run_custom(patched, _euler(), positive, cs.conditioning(contexts[1]), latent(), sigmas_for(model, 2))
+    message = str(refused.value)
+    assert "positive" in message and "in-context reference" in message and "\n" not in message.strip()
+    assert calls == []
+
+
+def prompt_relay_patch(model, calls: list):
+    """What Prompt Relay's PromptRelayEncode does to a Wan model: every block's cross_attn.forward
+    replaced by its own region-masked forward (it never wraps a forward it finds)."""
+    import types
+    patched = model.clone()
+    for index in range(len(patched.model.diffusion_model.blocks)):
+        key = f"diffusion_model.blocks.{index}.cross_attn.forward"
+        block = patched.get_model_object(f"diffusion_model.blocks.{index}.cross_attn")
+
+        def forward(self, x, context, transformer_options=None, **kwargs):
+            calls.append("prompt relay")
+            return self.o(self.q(x))
+        forward.__module__ = "ComfyUI-PromptRelay.patches"
+        forward.__qualname__ = "_CrossAttnPatch.forward"
+        patched.add_object_patch(key, types.MethodType(forward, block))
+    return patched
+
+
+def test_prompt_relay_and_ours_on_one_model_stop_before_sampling_naming_both_and_the_way_out(setup):
+    """Either order stops before any model call, in one sentence naming Prompt Relay, our node and
+    the migration (our schedule node reads Prompt Relay stories)."""
+    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
+    from comfyui_framelevel.nodes.validation import FrameLevelInputError
+    model, contexts = setup
+    with pytest.raises(FrameLevelInputError) as first:
+        apply_frame_level_cross_attention(prompt_relay_patch(model, []))
+    calls, model_calls = [], []
+    relay_after_ours = counting(prompt_relay_patch(apply_frame_level_cross_attention(model), calls), model_calls)
+    positive, negative = frame_prompts(contexts)
+    with pytest.raises(FrameLevelInputError) as second:
+        run_custom(relay_after_ours, _euler(), positive, negative, latent(), sigmas_for(model, 2))
+    for refused in (first, second):
+        message = str(refused.value)
+        assert "Prompt Relay" in message and "FrameLevelCrossAttention" in message, message
+        assert "FrameLevelPromptSchedule" in message and "\n" not in message, message
+    assert calls == [] and model_calls == []

@@ -196,3 +196,44 @@ def test_non_wan_model_is_refused():
     fake = types.SimpleNamespace(model=types.SimpleNamespace(diffusion_model=torch.nn.Linear(2, 2)))
     with pytest.raises(FrameLevelInputError, match="model = 'Linear'.*Wan"):
         apply_frame_level_cross_attention(fake)
+
+
+def test_i2v_image_tokens_follow_the_running_comfyuis_attention_choices():
+    """The image (CLIP-vision) tokens stay with ComfyUI's own attention: an attention override
+    (optimized_attention_override, as attention-switching nodes set it) sees our image-token call,
+    with every keyword the running ComfyUI's own WanI2VCrossAttention passes there (0.33:
+    low_precision_attention=False, since sage attention gives NaNs on those tokens)."""
+    cs.import_comfy()
+    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
+    from comfyui_framelevel.nodes.core.frame_text import FrameText
+    from comfyui_framelevel.nodes.model_calls import FrameTextBatch
+    dit = cs.tiny_dit(seed=2, model_type="i2v")
+    model = cs.comfy_wan_from_dit(dit)
+    patched = apply_frame_level_cross_attention(model)
+    contexts = [cs.padded_context(None, real, 32, seed=seed) for seed, real in enumerate((4, 6))]
+    clip_fea = torch.randn(1, 257, 1280, generator=torch.Generator().manual_seed(3))
+    x, t = noise_for(3), torch.tensor([600.0])
+
+    def image_calls(patcher, **extra):
+        calls = []
+
+        def override(func, q, k, v, *args, **kwargs):
+            if k.shape[1] == 257:   # the image tokens
+                calls.append({key: value for key, value in kwargs.items()
+                              if key not in ("transformer_options", "_inside_attn_wrapper")})
+            return func(q, k, v, *args, **kwargs)
+        options = {"wrappers": {kind: dict(v) for kind, v in patcher.wrappers.items()},
+                   "optimized_attention_override": override}
+        patcher.patch_model()
+        try:
+            with torch.no_grad():
+                patcher.model.diffusion_model(x, t, contexts[0].unsqueeze(0), clip_fea=clip_fea,
+                                              transformer_options=options, **extra)
+        finally:
+            patcher.unpatch_model()
+        return calls
+    theirs = image_calls(model)
+    ours = image_calls(patched, fl_frame_text=FrameTextBatch([FrameText(tuple(contexts), (1, 0, 1))]))
+    assert len(theirs) == len(ours) == len(dit.blocks)
+    for own, core in zip(ours, theirs):
+        assert {key: own.get(key) for key in core} == core, (own, core)
