@@ -23,7 +23,8 @@ RANGE_PART = re.compile(r"(?:(==|>=|<=|!=|~=|>|<|<>|=)\s*)?(\d+\.\d+\.\d+(?:-[a-
 REGISTRY_OS = ("Microsoft", "POSIX", "MacOS", "OS Independent")
 REGISTRY_ACCELERATORS = {"GPU :: NVIDIA CUDA", "GPU :: AMD ROCm", "GPU :: Intel Arc", "NPU :: Huawei Ascend",
                          "GPU :: Apple Metal"}
-TESTED = {"comfyui": (0, 3, 64), "comfyui-frontend-package": (1, 27, 10)}
+# what CI runs (.ci/run): ComfyUI 0.3.64 and 0.33.0, each with its pinned frontend (and the newest one)
+TESTED = {"comfyui": [(0, 3, 64), (0, 33, 0)], "comfyui-frontend-package": [(1, 27, 10), (1, 48, 7)]}
 
 
 def _satisfies(version: tuple[int, ...], spec: str) -> bool:
@@ -58,8 +59,9 @@ def test_comfyui_and_frontend_ranges_hold_what_the_tests_run():
     frontend = frontend.removeprefix("comfyui-frontend-package")
     for spec in (comfyui, frontend):
         assert all(RANGE_PART.fullmatch(part.strip()) for part in spec.split(",")), spec
-    assert _satisfies(TESTED["comfyui"], comfyui) and not _satisfies((0, 3, 63), comfyui)
-    assert _satisfies(TESTED["comfyui-frontend-package"], frontend)
+    assert all(_satisfies(version, comfyui) for version in TESTED["comfyui"]) and not _satisfies((0, 3, 63), comfyui)
+    assert _satisfies((0, 45, 0), comfyui)   # the newest release whose files docs/comfyui_versions.md reads
+    assert all(_satisfies(version, frontend) for version in TESTED["comfyui-frontend-package"])
 
 
 def test_tool_comfy_fields_and_the_icon_in_the_repository():
