@@ -32,8 +32,8 @@ def keep_root_off_sys_path() -> None:
     for name in ("kernels", "nodes", "training", "tools"):
         module = sys.modules.get(name)
         origin = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", []) or []), None)
-        if origin and ROOT in Path(origin).resolve().parents:
-            del sys.modules[name]
+        if origin and (ROOT / name) in (Path(origin).resolve(), *Path(origin).resolve().parents):
+            del sys.modules[name]   # imported through the root before conftest ran
 
 
 keep_root_off_sys_path()
