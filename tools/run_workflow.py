@@ -117,14 +117,31 @@ def http_json(url: str, payload: dict | None = None, timeout: float = 30.0):
         return json.loads(response.read().decode())
 
 
+# ComfyUI's own database. 0.33: an assets SQLite file in the checkout,
+# sqlite:///<checkout>/user/comfyui.db, locked for the server's lifetime (filelock, no wait): a second
+# server on the checkout logs "Could not acquire lock", and exits with --enable-assets. Newest releases
+# (0.38+): the file lies under the user directory, the lock waits 5 s, and a second server exits with
+# ASSETS_STARTUP_FAILED: in_use. 0.3.64 opens the same file without a lock and uses it for nothing.
+# Our servers are headless and keep no user state, so they run on a private in-memory database, which
+# every version accepts (0.3.64: --database-url exists, the migrations run on an empty memory
+# database; 0.33+: created directly, no lock) and which never meets another server's lock.
+IN_MEMORY_DATABASE = "sqlite:///:memory:"
+
+
 class ComfyServer:
-    """A ComfyUI server process on 127.0.0.1, stopped by its own PID."""
+    """A ComfyUI server process on 127.0.0.1, stopped by its own PID.
+
+    It runs beside any other ComfyUI on the same checkout: its own free port, and its own in-memory
+    database (`database_url`; None keeps ComfyUI's default file, shared with every server of the
+    checkout). `extra_args` come last, so they override these."""
 
     def __init__(self, comfy_dir: Path, python: str, cpu: bool, extra_args: list[str] | None = None,
-                 log_path: Path | None = None):
+                 log_path: Path | None = None, database_url: str | None = IN_MEMORY_DATABASE):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [python, "main.py", "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch"]
+        if database_url is not None:
+            args += ["--database-url", database_url]
         if cpu:
             args.append("--cpu")
         self.log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"comfyui-{self.port}.log"
