@@ -105,7 +105,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(one_process_
     raw, config, one = one_process_run
     two = _launch_2proc("cpu_2proc.yaml", config, tmp_path / "two")
     assert two.wait(240) == 0, two.stdout.read()
-    assert (tmp_path / "two/checkpoints/step-00000006/random_states_1.pkl").exists()  # really 2 processes
+    assert (tmp_path / "two/checkpoints/step-00000006/rng_state_1.safetensors").exists()  # really 2 processes
     a, b = load_file(str(one / "model.safetensors")), load_file(str(tmp_path / "two/model.safetensors"))
     assert _max_difference(a, b) < 1e-4
     initial = Trainer(config_from_dict(raw)).accelerator.unwrap_model(Trainer(config_from_dict(raw)).model)
@@ -129,7 +129,7 @@ def test_fsdp2_two_processes_match_one_process_and_resume_from_their_checkpoints
     assert first.wait(240) == 0, first.stdout.read()
     step3 = out / "checkpoints/step-00000003"
     assert (out / "checkpoints/latest").read_text() == "step-00000003"
-    assert not (out / "model.safetensors").exists() and (step3 / "random_states_1.pkl").exists()
+    assert not (out / "model.safetensors").exists() and (step3 / "rng_state_1.safetensors").exists()
     assert not (step3 / "model.safetensors").exists()
     if lora:
         assert not (step3 / "pytorch_model_fsdp_0").exists()

@@ -49,8 +49,11 @@ def _load(args):
     from comfyui_framelevel.training.config import ConfigError, load_config
 
     world = int(__import__("os").environ.get("WORLD_SIZE", "1"))
+    overrides = parse_overrides(args.set)
+    if getattr(args, "trust_pickles", False):
+        overrides["train.trust_pickled_state"] = True
     try:
-        return load_config(args.config, world, parse_overrides(args.set))
+        return load_config(args.config, world, overrides)
     except ConfigError as error:
         raise SystemExit(f"config error: {error}") from None
 
@@ -148,6 +151,11 @@ def main(argv=None) -> None:
     sub.choices["cache"].add_argument("--vae", help="Wan VAE folder (diffusers); omit for latent-only data")
     sub.choices["cache"].add_argument("--device", default="cpu")
     sub.choices["train"].add_argument("--stop-after", type=int, default=None, help="stop after N steps")
+    for name in ("train", "export"):
+        sub.choices[name].add_argument(
+            "--trust-pickles", action="store_true",
+            help="let resume load pickled state that can run code (DeepSpeed checkpoints, checkpoints of earlier "
+                 "trainer versions); only for checkpoints nobody else could change")
     sub.choices["check"].add_argument("--accelerate-config", help="the YAML you will pass to accelerate launch")
     sub.choices["export"].add_argument("--out", required=True)
     sub.choices["export"].add_argument("--format", choices=("diffusers", "kohya", "full"), default="config")

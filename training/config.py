@@ -63,6 +63,9 @@ class RunConfig:
     progress_bar: bool = True
     export_format: str = "diffusers"  # LoRA key style: "diffusers" (lora_A/B) or "kohya" (lora_down/up)
     export_dtype: str = "bf16"
+    # resume may load pickles that can run code (DeepSpeed checkpoints, checkpoints of earlier trainer
+    # versions); only for checkpoints nobody else could change. CLI: --trust-pickles
+    trust_pickled_state: bool = False
 
 
 @dataclass(frozen=True)

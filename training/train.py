@@ -18,11 +18,11 @@ from ..kernels import PackedPrompts  # noqa: TID252 - package-relative
 from ..nodes.core.df_schedule import DFSchedule
 from .checkpoint import (
     latest_checkpoint,
-    load_adapter_state,
+    load_training_state,
     read_trainer_state,
     remove_partial_checkpoints,
-    save_adapter_state,
     save_checkpoint,
+    save_training_state,
 )
 from .config import ConfigError, TrainConfig, config_to_dict
 from .data.dataset import BatchPlan, CachedData, TrainBatch, collate, pack_batch_prompts, shard
@@ -158,7 +158,7 @@ class Trainer:
         optimizer = build_optimizer(config, trainable_parameters(model))
         self.scheduler = build_scheduler(config, optimizer)
         self.model, self.optimizer = acc.prepare(model, optimizer)
-        acc.register_for_checkpointing(self.scheduler)
+        # the scheduler is not registered with accelerate (which pickles it): checkpoint.py stores it as JSON
         self.step, self.batches_consumed = 0, 0
 
     # -------------------------------------------------------------------------------------
@@ -177,12 +177,11 @@ class Trainer:
                 raise RuntimeError(f"{path} holds LoRA adapters but the config has no [lora] section; add the "
                                    f"[lora] section it was trained with, or use another train.output_dir")
             self._check_base_model(path, state.get("base_model", {}))
-            load_adapter_state(acc, self.model, self.optimizer, path)
         elif kind == "full" and self.config.lora is not None:
             raise RuntimeError(f"{path} is a full fine-tuning checkpoint but the config has a [lora] section; "
                                f"remove [lora] to continue it, or use another train.output_dir")
-        else:
-            acc.load_state(str(path))
+        load_training_state(acc, self.model, self.optimizer, self.scheduler, path, state,
+                            trust=self.config.train.trust_pickled_state)
         self.step, self.batches_consumed = state["step"], state["batches_consumed"]
         acc.print(f"resumed from {path} at step {self.step}")
         return True
@@ -205,13 +204,13 @@ class Trainer:
     def save(self) -> Path:
         """A checkpoint of the current step (adapters only under LoRA, see checkpoint.py)."""
         acc, run = self.accelerator, self.config.train
-        state = {"batches_consumed": self.batches_consumed, "checkpoint": "full"}
-        write = None
+        state = {"batches_consumed": self.batches_consumed, "checkpoint": "full", "accelerate_step": acc.step}
         if self.config.lora is not None:
             state.update(checkpoint="adapters", base_model=self.base_model_record())
 
-            def write(directory):
-                save_adapter_state(acc, self.model, self.optimizer, directory)
+        def write(directory):
+            save_training_state(acc, self.model, self.optimizer, self.scheduler, directory,
+                                adapters=self.config.lora is not None)
         return save_checkpoint(acc, run.output_dir, self.step, state, run.keep_checkpoints, write)
 
     def prepare(self, global_index: int, clip_indices: list[int]) -> list[StepInputs]:
