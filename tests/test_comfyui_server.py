@@ -1,5 +1,6 @@
-"""The pack inside a real ComfyUI server: loads cleanly, nodes in /object_info, workflows round-trip and are
-what build_ui.py writes, and the template browser's route lists exactly the UI workflows."""
+"""The pack inside a real ComfyUI server: loads cleanly, nodes in /object_info, workflows round-trip, the
+declarations the UI files are built from hold for this ComfyUI, and the template browser's route lists
+exactly the UI workflows."""
 
 import json
 import os
@@ -11,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import build_ui  # noqa: E402
+import node_specs  # noqa: E402
 import run_workflow  # noqa: E402
 
 pytestmark = pytest.mark.comfyui
@@ -34,6 +36,7 @@ def server(tmp_path_factory):
     try:
         instance.wait_ready()
         instance.object_info = run_workflow.http_json(instance.url + "/object_info")
+        instance.version = run_workflow.http_json(instance.url + "/system_stats")["system"]["comfyui_version"]
         yield instance
     finally:
         instance.stop()
@@ -116,14 +119,34 @@ def test_story_timeline_route_and_extension_are_served(server):
         assert b"framelevel.storyTimeline" in response.read()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("api_path", sorted((ROOT / "workflows" / "api").glob("*.api.json")), ids=lambda p: p.name)
-def test_ui_file_is_what_build_ui_writes(server, api_path):
-    """The committed UI file (layout, groups, model metadata, fitted view) is generated, not edited by
-    hand: regenerating it from the API file gives it back exactly."""
-    ui = json.loads((build_ui.UI_DIR / api_path.name.replace(".api.json", ".json")).read_text())
-    assert build_ui.api_to_ui(json.loads(api_path.read_text()), server.object_info) == ui, (
-        f"run: python tools/build_ui.py --comfyui $COMFYUI_PATH {api_path.relative_to(ROOT)}")
+def _slots(info: dict) -> list[tuple[str, bool, bool]]:
+    """(name, is a widget, optional) of each input, in the order the frontend saves widget values."""
+    return [(name, node_specs.is_widget(spec), optional) for name, spec, optional in node_specs.walk(info, {}.get)]
+
+
+def test_ui_files_are_built_from_declarations_this_comfyui_keeps(server):
+    """build_ui.py builds the UI files from ComfyUI 0.3.64's declarations (tools/ui_object_info.json;
+    tests/test_workflow_files.py checks the files are exactly what it writes from them). On 0.3.64 they
+    are exactly what the server declares (else: python tools/build_ui.py --comfyui <ComfyUI 0.3.64>).
+    On a newer ComfyUI a file saved for 0.3.64 stays valid: each node's inputs start with the same
+    inputs, of the same kind, in the same order (widget values are saved by position), anything added
+    is optional, every output the files link is still there, and the pack's own nodes are declared
+    the same. test_workflow_ui_and_api_formats_agree converts the files with this server's declarations."""
+    saved, version = build_ui.load_declarations()
+    assert version == build_ui.BUILT_FOR and sorted(saved) == build_ui.used_classes()
+    live = build_ui.declarations_of(server.object_info)
+    if server.version == build_ui.BUILT_FOR:
+        assert live == saved, "run: python tools/build_ui.py --comfyui $COMFYUI_PATH"
+        return
+    for name, old in saved.items():
+        new = live[name]
+        if old["python_module"].startswith("custom_nodes."):
+            fields = ("input", "input_order", "output", "output_name", "output_is_list")
+            assert {f: new[f] for f in fields} == {f: old[f] for f in fields}, name
+        old_slots, new_slots = _slots(old), _slots(new)
+        assert new_slots[:len(old_slots)] == old_slots, name
+        assert all(optional for _, _, optional in new_slots[len(old_slots):]), (name, new_slots[len(old_slots):])
+        assert new["output"][:len(old["output"])] == old["output"], name
 
 
 def test_template_route_lists_exactly_the_ui_workflows(server):

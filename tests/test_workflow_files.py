@@ -37,6 +37,29 @@ def test_template_folder_holds_exactly_the_ui_workflows_and_thumbnails():
     assert scanned == [], f"ComfyUI would list the JSON files of {scanned} as templates too"
 
 
+def test_declarations_are_the_oldest_supported_comfyuis_for_every_node_the_workflows_use():
+    """tools/ui_object_info.json holds what the UI files are built from: ComfyUI 0.3.64's /object_info of
+    exactly the node classes the API files use (tests/test_comfyui_server.py compares it with 0.3.64's
+    live declarations)."""
+    declarations, version = build_ui.load_declarations()
+    assert version == build_ui.BUILT_FOR == "0.3.64"
+    assert sorted(declarations) == build_ui.used_classes() == sorted({n["class_type"] for a in API.values()
+                                                                      for n in a.values()})
+    assert all({"input", "output", "output_name"} <= set(info) for info in declarations.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(API))
+def test_ui_file_is_what_build_ui_writes(name):
+    """The committed UI file (layout, groups, model metadata, fitted view) is generated, not edited by
+    hand: building it from the API file and the declarations it is built from gives it back exactly,
+    and it converts back to the API file's inputs."""
+    declarations, _ = build_ui.load_declarations()
+    assert build_ui.api_to_ui(API[name], declarations) == UI[name], f"run: python tools/build_ui.py workflows/api/{name}.api.json"
+    back = build_ui.ui_to_api(UI[name], declarations)
+    assert {k: v["inputs"] for k, v in back.items()} == {k: v["inputs"] for k, v in API[name].items()}
+
+
 def _ui_loaders(name: str):
     for node in UI[name]["nodes"]:
         if node["type"] in model_files.MODEL_LOADERS:

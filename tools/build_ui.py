@@ -1,16 +1,26 @@
 #!/usr/bin/env python3
 """Build each workflow's UI file and thumbnail from its API file.
 
-    python tools/build_ui.py --comfyui /path/to/ComfyUI                  # every workflows/api/*.api.json
-    python tools/build_ui.py --object-info object_info.json workflows/api/df_t2v.api.json
+    python tools/build_ui.py                                  # every workflows/api/*.api.json
+    python tools/build_ui.py workflows/api/df_t2v.api.json
+    python tools/build_ui.py --comfyui /path/to/ComfyUI-0.3.64  # after a node's declaration changed
 
 The API file (workflows/api/NAME.api.json) is the source we edit; this writes the UI file
 workflows/NAME.json that the ComfyUI frontend opens (and its template browser lists) and the
 thumbnail workflows/NAME.jpg (thumbnails.py). The UI file is laid out for people by
 ui_layout.py (groups Story, Models, Sampling, Output; no link through a node; the view fitted on
 open) and every loader node carries the download metadata of its model file (model_files.py).
-`ui_to_api` is the inverse (what the browser does on Queue); tests check the round trip, and that
-the committed UI files are exactly what this writes, against the /object_info of a real ComfyUI.
+`ui_to_api` is the inverse (what the browser does on Queue).
+
+The UI files are built from the node declarations (/object_info) of the oldest supported ComfyUI,
+0.3.64, kept in tools/ui_object_info.json (the node classes the workflows use): newer ComfyUIs add
+optional inputs and outputs to stock nodes (0.33.0: CreateVideo's bit_depth, outputs of SaveVideo,
+PreviewImage and PreviewAny), which a file saved for 0.3.64 simply lacks and every newer frontend
+fills in, while a file carrying them would not convert on 0.3.64. `--comfyui` refreshes that file
+from a running ComfyUI (use 0.3.64) before building. Tests check that the committed UI files are
+exactly what this writes from it, that it is what ComfyUI 0.3.64 declares, and, on every ComfyUI
+the tests run on, that the UI files convert back to the API files with that ComfyUI's /object_info
+and load in its frontend.
 """
 
 from __future__ import annotations
@@ -21,40 +31,27 @@ import sys
 from pathlib import Path
 
 import model_files
+import node_specs
 import ui_layout
+from node_specs import has_seed_control, is_widget
 
 ROOT = Path(__file__).resolve().parents[1]
 API_DIR = ROOT / "workflows" / "api"
 UI_DIR = ROOT / "workflows"
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-SEED_NAMES = {"seed", "noise_seed"}
+DECLARATIONS = ROOT / "tools" / "ui_object_info.json"
+BUILT_FOR = "0.3.64"     # the oldest supported ComfyUI, whose declarations the UI files are built from
 
 
-def input_specs(node_info: dict) -> list[tuple[str, list]]:
-    """(name, spec) of every input, in the frontend's order (input_order: required, optional)."""
-    order = node_info.get("input_order", {})
-    inputs = node_info["input"]
-    specs = []
-    for section in ("required", "optional"):
-        for name in order.get(section, list(inputs.get(section, {}))):
-            specs.append((name, inputs[section][name]))
-    return specs
-
-
-def is_widget(spec: list) -> bool:
-    return isinstance(spec[0], list) or spec[0] in WIDGET_TYPES
-
-
-def has_seed_control(name: str, spec: list) -> bool:
-    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-    return spec[0] == "INT" and (options.get("control_after_generate") or name in SEED_NAMES)
+def input_specs(node_info: dict, values: dict | None = None) -> list[tuple[str, list]]:
+    """(name, spec) of every input in the frontend's order (node_specs.walk)."""
+    return node_specs.input_specs(node_info, values)
 
 
 def _ui_inputs(node_id: str, node: dict, info: dict, links: list, out_links: dict, api: dict, object_info: dict):
     """The node's input slots as the frontend saves them (every socket, linked or not, and each linked
     widget) and its widget values in input order."""
     inputs, widgets = [], []
-    for name, spec in input_specs(info):
+    for name, spec, optional in node_specs.walk(info, node["inputs"].get):
         value = node["inputs"].get(name)
         linked = isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
         if linked:
@@ -72,11 +69,11 @@ def _ui_inputs(node_id: str, node: dict, info: dict, links: list, out_links: dic
             continue
         if is_widget(spec):
             if value is None:
-                value = spec[1].get("default") if len(spec) > 1 and isinstance(spec[1], dict) else None
+                value = node_specs.default(spec)
             widgets.append(value)
             if has_seed_control(name, spec):
                 widgets.append("fixed")
-        elif name in info["input"].get("required", {}):
+        elif not optional:
             raise ValueError(f"node {node_id} ({node['class_type']}): required input {name!r} is not connected")
     return inputs, widgets
 
@@ -90,7 +87,7 @@ def _groups(layout) -> list[dict]:
 def api_to_ui(api: dict, object_info: dict) -> dict:
     """The UI workflow of an API prompt: laid out in groups (ui_layout.py), every loader carrying the
     download metadata of its model file (model_files.py), the view fitted to the graph."""
-    layout = ui_layout.lay_out(api, object_info, input_specs)
+    layout = ui_layout.lay_out(api, object_info)
     nodes, links = [], []
     out_links: dict[tuple[str, int], list[int]] = {}
     for node_id, node in sorted(api.items(), key=lambda item: int(item[0])):
@@ -130,14 +127,13 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
         linked = {i["name"]: link_source[i["link"]] for i in node.get("inputs", []) if i.get("link") is not None}
         values = list(node.get("widgets_values", []))
         inputs = {}
-        optional = set(info["input"].get("optional", {}))
-        for name, spec in input_specs(info):
+        for name, spec, optional in node_specs.walk(info, inputs.get):   # a DynamicCombo's value is in by then
             if name in linked:
                 inputs[name] = linked[name]
                 continue
             if not is_widget(spec):
                 continue
-            if not values and name in optional:
+            if not values and optional:
                 continue
             if not values:
                 raise ValueError(f"node {node['id']} ({node['type']}): no widget value for {name!r}")
@@ -151,9 +147,9 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
     return api
 
 
-def object_info_from(comfy_dir: Path) -> dict:
-    """/object_info of a ComfyUI checkout with this pack loaded (the checkout itself is not changed: the
-    pack is linked from a temporary custom_nodes folder named in an extra model paths file)."""
+def read_comfyui(comfy_dir: Path) -> tuple[dict, str]:
+    """(/object_info, version) of a ComfyUI checkout with this pack loaded (the checkout itself is not
+    changed: the pack is linked from a temporary custom_nodes folder named in an extra model paths file)."""
     import tempfile
 
     import run_workflow
@@ -167,7 +163,45 @@ def object_info_from(comfy_dir: Path) -> dict:
         with run_workflow.ComfyServer(comfy_dir, sys.executable, cpu=True, log_path=Path(tmp) / "server.log",
                                       extra_args=["--extra-model-paths-config", str(config)]) as server:
             server.wait_ready()
-            return run_workflow.http_json(server.url + "/object_info")
+            version = run_workflow.http_json(server.url + "/system_stats")["system"]["comfyui_version"]
+            return run_workflow.http_json(server.url + "/object_info"), version
+
+
+def used_classes() -> list[str]:
+    """The node classes the API workflows use."""
+    return sorted({node["class_type"] for path in API_DIR.glob("*.api.json")
+                   for node in json.loads(path.read_text()).values()})
+
+
+_NODE_PROSE = ("description", "display_name", "output_tooltips")   # text for people, not structure
+
+
+def _structure(declaration: dict) -> dict:
+    """A node's declaration without its prose (descriptions, display names, tooltips): what the UI
+    files are built from is the inputs' names, kinds, order, defaults and options, and the outputs."""
+    out = {key: value for key, value in declaration.items() if key not in _NODE_PROSE}
+    out["input"] = {section: {name: [spec[0], {k: v for k, v in spec[1].items() if k != "tooltip"}]
+                              if len(spec) > 1 and isinstance(spec[1], dict) else spec
+                              for name, spec in inputs.items()}
+                    for section, inputs in declaration.get("input", {}).items()}
+    return out
+
+
+def declarations_of(object_info: dict) -> dict:
+    """The /object_info entries of the node classes the workflows use, without their prose."""
+    return {name: _structure(object_info[name]) for name in used_classes()}
+
+
+def load_declarations() -> tuple[dict, str]:
+    """(node declarations, ComfyUI version) the UI files are built from (DECLARATIONS)."""
+    saved = json.loads(DECLARATIONS.read_text())
+    return saved["object_info"], saved["comfyui_version"]
+
+
+def save_declarations(object_info: dict, version: str) -> Path:
+    text = json.dumps({"comfyui_version": version, "object_info": declarations_of(object_info)}, indent=1)
+    DECLARATIONS.write_text(text + "\n")
+    return DECLARATIONS
 
 
 def write_ui(api_path: Path, object_info: dict) -> tuple[Path, Path]:
@@ -184,13 +218,17 @@ def write_ui(api_path: Path, object_info: dict) -> tuple[Path, Path]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--object-info", type=Path, help="a saved /object_info JSON of ComfyUI with this pack")
-    source.add_argument("--comfyui", type=Path, help="a ComfyUI checkout to read /object_info from (started on the CPU)")
+    parser.add_argument("--comfyui", type=Path, help=f"a ComfyUI checkout (started on the CPU) whose /object_info "
+                        f"replaces {DECLARATIONS.name} first: ComfyUI {BUILT_FOR}, the oldest supported")
     parser.add_argument("api_files", nargs="*", type=Path, help="API workflows (default: every workflows/api/*.api.json)")
     args = parser.parse_args(argv)
-    object_info = (json.loads(args.object_info.read_text()) if args.object_info
-                   else object_info_from(args.comfyui.expanduser().resolve()))
+    if args.comfyui:
+        object_info, version = read_comfyui(args.comfyui.expanduser().resolve())
+        if version != BUILT_FOR:
+            parser.error(f"{args.comfyui} is ComfyUI {version}: the UI files are built for ComfyUI {BUILT_FOR}, "
+                         "the oldest supported, so that they convert and load on every supported ComfyUI")
+        print(f"wrote {save_declarations(object_info, version)}")
+    object_info, _ = load_declarations()
     for api_path in args.api_files or sorted(API_DIR.glob("*.api.json")):
         for written in write_ui(api_path, object_info):
             print(f"wrote {written}")

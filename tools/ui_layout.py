@@ -89,8 +89,8 @@ def _starts(layout: Layout) -> list[dict]:
     return starts
 
 
-def lay_out(api: dict, object_info: dict, input_specs, strict: bool = True) -> Layout:
-    layout = Layout(read_nodes(api, object_info, input_specs))
+def lay_out(api: dict, object_info: dict, strict: bool = True) -> Layout:
+    layout = Layout(read_nodes(api, object_info))
     assign_columns(layout.nodes)
     initial_order(layout)
     place(layout)

@@ -8,7 +8,7 @@ nodes) or else of its first input from the same band, where there is room. A lon
 level lane: nodes of the columns it passes are pushed below it. A "sunk" node is pushed down until
 its lanes run below every node they pass. What still crosses is fixed by pushing down the higher
 end of a long link (to make it level) or the crossed node. Standard library only (see ui_geometry.py
-for the frontend's geometry; ui_layout.py chooses the column orders).
+for the frontend's geometry, node_specs.py for a node's inputs; ui_layout.py chooses the column orders).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from node_specs import has_seed_control, input_specs, is_widget
+from node_specs import options as spec_options
 from ui_geometry import SLOT_HEIGHT, TITLE_HEIGHT, Box, curve_hits_box, link_curve
 
 GROUPS = ("Story", "Models", "Sampling", "Output")
@@ -83,14 +85,6 @@ class Layout:
     sunk: frozenset[str] = frozenset()
 
 
-def _is_widget(spec) -> bool:
-    return isinstance(spec[0], list) or spec[0] in {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-
-
-def _options(spec) -> dict:
-    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-
-
 def group_of(cls: str, info: dict) -> str:
     if cls in GROUP_OF_CLASS:
         return GROUP_OF_CLASS[cls]
@@ -108,11 +102,10 @@ def body_height(info: dict, specs: list[tuple[str, list]], sockets: list[str]) -
     """The height the frontend gives the node's body at least: slot rows, then one row per widget."""
     rows = max(len(sockets), len(info.get("output", [])), 1)
     height = rows * SLOT_HEIGHT
-    widgets = [(name, spec) for name, spec in specs if _is_widget(spec)]
+    widgets = [(name, spec) for name, spec in specs if is_widget(spec)]
     for name, spec in widgets:
-        options = _options(spec)
-        height += MULTILINE_HEIGHT if options.get("multiline") else WIDGET_HEIGHT
-        if spec[0] == "INT" and (options.get("control_after_generate") or name in {"seed", "noise_seed"}):
+        height += MULTILINE_HEIGHT if spec_options(spec).get("multiline") else WIDGET_HEIGHT
+        if has_seed_control(name, spec):
             height += WIDGET_HEIGHT
     return height + (14 if widgets else 6)
 
@@ -120,17 +113,17 @@ def body_height(info: dict, specs: list[tuple[str, list]], sockets: list[str]) -
 def min_width(title: str, specs: list[tuple[str, list]]) -> float:
     """A width the frontend will not widen on load: it makes room for the whole title and for each
     widget's label and value (estimated generously at 7.2 px per title character, 7 per label one)."""
-    widest_label = max((len(name) for name, spec in specs if _is_widget(spec)), default=0)
+    widest_label = max((len(name) for name, spec in specs if is_widget(spec)), default=0)
     width = max(40 + 7.2 * len(title), 7 * widest_label + 120 if widest_label else 0)
     return math.ceil(width / 10) * 10
 
 
-def read_nodes(api: dict, object_info: dict, input_specs) -> dict[str, Node]:
+def read_nodes(api: dict, object_info: dict) -> dict[str, Node]:
     nodes = {}
     for node_id, node in api.items():
         info = object_info[node["class_type"]]
-        specs = input_specs(info)
-        sockets = [name for name, spec in specs if not _is_widget(spec)]
+        specs = input_specs(info, node["inputs"])
+        sockets = [name for name, spec in specs if not is_widget(spec)]
         links = [(str(v[0]), v[1], name) for name, v in node["inputs"].items()
                  if isinstance(v, list) and len(v) == 2 and isinstance(v[1], int)]
         width, min_height = SIZES.get(node["class_type"], (DEFAULT_WIDTH, 0))
