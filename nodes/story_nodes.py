@@ -14,7 +14,15 @@ from .core.prompts import PromptScheduleError
 from .core.story.render import STYLES
 from .prompt_nodes import story_reading_inputs
 from .schema import Boolean, Combo, Float, Int, Node, Output, Schema, Socket, String
-from .story.client import ChatClient, ClientOptions
+from .story.client import (
+    ALLOW_HTTP_ENV,
+    KEY_ENV_ALLOW_LIST,
+    KEY_ENV_PREFIX,
+    ChatClient,
+    ClientOptions,
+    base_url_problem,
+    key_env_problem,
+)
 from .story.expand import ExpandOptions, expand_prompt, expansion_key, expansion_text, system_prompt_for
 from .validation import FrameLevelInputError, require
 
@@ -27,7 +35,8 @@ EXPAND_INPUTS = (
            tooltip="The whole story (video-level prompt) to split into frame-level prompts."),
     String("base_url", DEFAULT_BASE_URL, tooltip=(
         "OpenAI-compatible endpoint ending in /v1 (Ollama :11434, llama.cpp :8080, vLLM :8000, LM Studio :1234, "
-        "or a hosted API).")),
+        f"or a hosted API over https://). Plain http:// only to this machine (loopback) unless {ALLOW_HTTP_ENV} "
+        "names the host when ComfyUI starts.")),
     String("model", "", tooltip="Model name the server knows (e.g. qwen2.5:14b)."),
     Int("length", 81, min=1, max=100001, step=4, tooltip=(
         "Video length in PIXEL frames (4k+1: 81 pixel frames = 21 latent frames). The output has one prompt per "
@@ -39,8 +48,10 @@ EXPAND_INPUTS = (
     Float("temperature", 0.3, min=0.0, max=2.0, step=0.05,
           tooltip="Sampling temperature; low values follow the format best."),
     String("api_key_env", "", optional=True, tooltip=(
-        "NAME of the environment variable holding the API key (e.g. OPENAI_API_KEY); the key itself is never "
-        "stored. Empty = no key (local servers).")),
+        f"NAME of the environment variable holding the API key, e.g. {KEY_ENV_PREFIX}API_KEY; the key itself is "
+        f"never stored. Only names starting with {KEY_ENV_PREFIX} or listed in {KEY_ENV_ALLOW_LIST} (set by "
+        "whoever starts ComfyUI) are accepted, so a shared workflow cannot send another secret such as HF_TOKEN. "
+        "The key goes only to base_url's own host. Empty = no key (local servers).")),
     Int("max_tokens", 4096, min=64, max=65536, optional=True,
         tooltip="Reply length limit in tokens; raise it for many frames."),
     Float("timeout_s", 120.0, min=1.0, max=3600.0, optional=True,
@@ -107,6 +118,8 @@ def _expand_setup(video_prompt="", base_url=DEFAULT_BASE_URL, model="", length=8
             "the story is empty", "write the story to split into frame prompts")
     require(isinstance(base_url, str) and base_url.strip().startswith(("http://", "https://")), "base_url",
             base_url, "is not an http(s) URL", f"use the server's OpenAI endpoint, e.g. {DEFAULT_BASE_URL}")
+    url_problem = base_url_problem(base_url)
+    require(url_problem is None, "base_url", base_url, *(url_problem or ("", "")))
     require(isinstance(model, str) and bool(model.strip()), "model", model, "no model name given",
             "type the model name the server serves (GET <base_url>/models lists them)")
     require(int(length) >= 1, "length", length, "a video needs at least 1 pixel frame",
@@ -116,6 +129,8 @@ def _expand_setup(video_prompt="", base_url=DEFAULT_BASE_URL, model="", length=8
             f"more beats than the {latent_frames} latent frames of {length} pixel frames",
             f"use 0 (one prompt per latent frame) or at most {latent_frames}")
     key_name = (api_key_env or "").strip()
+    key_problem = key_env_problem(key_name)
+    require(key_problem is None, "api_key_env", key_name, *(key_problem or ("", "")))
     require(not key_name or bool(os.environ.get(key_name)), "api_key_env", key_name,
             "names an environment variable that is not set",
             f"export {key_name}=<key> before starting ComfyUI, or leave api_key_env empty")

@@ -10,8 +10,10 @@ file stored with Git LFS:
   client takes the metadata from the 302 and does not follow it with its HEAD): the bytes, or with
   `Range: bytes=N-` the rest from N (206 and `Content-Range`).
 
-Every request is recorded (method, path, Range header). `published` can announce a SHA-256 other
-than the content's, to see that a client refuses the file.
+Every request is recorded (method, path, Range header), and in `authorization` (address, path,
+Authorization header) to see where a token went. `published` can announce a SHA-256 other than the
+content's, to see that a client refuses the file; `announce=False` sends no X-Linked-Etag (only a
+plain ETag that is not a SHA-256), as a server that publishes no hash.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ HUB_HOST, STORAGE_HOST = "127.0.0.1", "127.0.0.2"
 class HubFile:
     content: bytes
     published: str | None = None     # the SHA-256 the hub announces (default: the content's)
+    announce: bool = True            # False: no X-Linked-Etag at all
 
     @property
     def sha256(self) -> str:
@@ -39,6 +42,7 @@ class HubFile:
 class LoopbackHub:
     files: dict[str, HubFile]             # "repo/path" -> file
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    authorization: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     def __post_init__(self):
         handler = _handler(self)
@@ -79,6 +83,7 @@ def _handler(hub: LoopbackHub):
 
         def _answer(self, body: bool):
             hub.requests.append((self.command, self.path, self.headers.get("Range")))
+            hub.authorization.append((self.server.server_address[0], self.path, self.headers.get("Authorization")))
             if "/resolve/" in self.path:
                 self._resolve()
             elif self.path.startswith("/blobs/"):
@@ -99,7 +104,8 @@ def _handler(hub: LoopbackHub):
             self.send_response(302)
             self.send_header("Location", f"http://{STORAGE_HOST}:{hub.storage_port}/blobs/{hub_file.sha256}")
             self.send_header("X-Repo-Commit", COMMIT)
-            self.send_header("X-Linked-Etag", f'"{hub_file.sha256}"')
+            if hub_file.announce:
+                self.send_header("X-Linked-Etag", f'"{hub_file.sha256}"')
             self.send_header("X-Linked-Size", str(len(hub_file.content)))
             self.send_header("ETag", '"1a2b3c"')
             self.send_header("Content-Length", "0")

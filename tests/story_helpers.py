@@ -48,14 +48,15 @@ def frames_json(count: int, text: str = "wide shot, eye level, the same red fox 
 
 
 class ScriptedServer:
-    """ThreadingHTTPServer on 127.0.0.1 with an ephemeral port.
+    """ThreadingHTTPServer on `host` (a loopback address, default 127.0.0.1) with an ephemeral port.
 
     `script` is a list of Reply (used in order, the last one repeats) or a callable
     (request dict -> Reply). Every request is recorded in `requests` as {path, headers, body}.
     """
 
-    def __init__(self, script):
+    def __init__(self, script, host: str = "127.0.0.1"):
         self.script = script
+        self.host = host
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         server = self
@@ -87,7 +88,7 @@ class ScriptedServer:
 
             do_GET = do_POST = _answer
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -101,7 +102,7 @@ class ScriptedServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        return f"http://{self.host}:{self.httpd.server_address[1]}/v1"
 
     def chat_requests(self) -> list[dict]:
         return [r for r in self.requests if r["path"].endswith("/chat/completions")]

@@ -1,7 +1,9 @@
 """`run_workflow.py --download` against a Hugging Face Hub on the loopback interface (HF_ENDPOINT):
 a fresh download, a resumed one, a refused checksum, and the workflow runner fetching what it lacks."""
 
+import dataclasses
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -19,11 +21,27 @@ from loopback_hub import HubFile, LoopbackHub  # noqa: E402
 pytest.importorskip("huggingface_hub")
 REPO, PATH = "Comfy-Org/Wan_2.1_ComfyUI_repackaged", "split_files/vae/wan_2.1_vae.safetensors"
 CONTENT = os.urandom(300_000)
+TOKEN = "hf_loopbackTestToken0123456789"
 
 
 @pytest.fixture(autouse=True)
 def online(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+def pin_test_content(monkeypatch, contents: dict[str, bytes]) -> None:
+    """Pin the table's entries to the test's own bytes (the real pins are the real files' hashes)."""
+    for name, content in contents.items():
+        pinned = dataclasses.replace(model_files.MODEL_FILES[name], sha256=hashlib.sha256(content).hexdigest())
+        monkeypatch.setitem(model_files.MODEL_FILES, name, pinned)
+
+
+def fake_comfyui(tmp_path: Path) -> Path:
+    comfy = tmp_path / "ComfyUI"
+    comfy.mkdir()
+    (comfy / "main.py").write_text("")
+    return comfy
 
 
 def blob_requests(hub):
@@ -64,12 +82,11 @@ def test_checksum_mismatch_is_refused_and_nothing_is_kept(tmp_path):
 
 
 def test_runner_downloads_the_missing_models_of_a_workflow(tmp_path, monkeypatch, capsys):
-    comfy = tmp_path / "ComfyUI"
-    comfy.mkdir()
-    (comfy / "main.py").write_text("")
+    comfy = fake_comfyui(tmp_path)
     workflow = run_workflow.workflow_path(Path("frame_prompts_t2v"))
     names = ["wan2.1_t2v_1.3B_fp16.safetensors", "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors"]
     contents = {name: os.urandom(50_000 + i) for i, name in enumerate(names)}
+    pin_test_content(monkeypatch, contents)
     files = {f"{model_files.MODEL_FILES[n].repo}/{model_files.MODEL_FILES[n].path}": HubFile(c)
              for n, c in contents.items()}
     (comfy / "models" / "vae").mkdir(parents=True)
@@ -83,3 +100,100 @@ def test_runner_downloads_the_missing_models_of_a_workflow(tmp_path, monkeypatch
     # the file already present is not fetched again
     assert not any("wan_2.1_vae" in path for _, path, _ in hub.requests)
     assert "all model files present" in capsys.readouterr().out
+
+
+# ---- trust: pinned hashes, where the token goes, hostile workflows --------------------------------
+def test_the_token_goes_to_the_hub_but_never_to_the_storage_host(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    target = tmp_path / "wan_2.1_vae.safetensors"
+    with LoopbackHub({f"{REPO}/{PATH}": HubFile(CONTENT)}) as hub:
+        hub_download.download(REPO, PATH, target, endpoint=hub.endpoint)
+    assert target.read_bytes() == CONTENT
+    on_hub = [auth for host, path, auth in hub.authorization if host == "127.0.0.1"]
+    on_storage = [(path, auth) for host, path, auth in hub.authorization if host == "127.0.0.2"]
+    assert on_hub and all(auth == f"Bearer {TOKEN}" for auth in on_hub)   # the token was in use
+    assert on_storage and all(auth is None for _, auth in on_storage)
+
+
+def test_a_pinned_hash_the_hub_contradicts_is_refused_before_downloading(tmp_path):
+    target = tmp_path / "wan_2.1_vae.safetensors"
+    pinned = hashlib.sha256(b"the real file").hexdigest()
+    with LoopbackHub({f"{REPO}/{PATH}": HubFile(CONTENT)}) as hub:
+        with pytest.raises(hub_download.ChecksumError, match=f"pins {pinned}.*Nothing was downloaded"):
+            hub_download.download(REPO, PATH, target, endpoint=hub.endpoint, sha256=pinned)
+    assert blob_requests(hub) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_a_pinned_hash_catches_wrong_bytes_even_when_the_hub_agrees_with_the_pin(tmp_path):
+    target = tmp_path / "wan_2.1_vae.safetensors"
+    pinned = hashlib.sha256(b"the real file").hexdigest()
+    with LoopbackHub({f"{REPO}/{PATH}": HubFile(CONTENT, published=pinned)}) as hub:  # serves other bytes
+        with pytest.raises(hub_download.ChecksumError, match=f"model_files.py pins {pinned}"):
+            hub_download.download(REPO, PATH, target, endpoint=hub.endpoint, sha256=pinned)
+    assert not target.exists() and list(tmp_path.glob("*.part")) == []
+
+
+def test_a_pinned_file_downloads_when_the_hub_announces_no_hash(tmp_path):
+    target = tmp_path / "wan_2.1_vae.safetensors"
+    with LoopbackHub({f"{REPO}/{PATH}": HubFile(CONTENT, announce=False)}) as hub:
+        hub_download.download(REPO, PATH, target, endpoint=hub.endpoint,
+                              sha256=hashlib.sha256(CONTENT).hexdigest())
+    assert target.read_bytes() == CONTENT
+
+
+def test_no_pin_and_no_hash_from_the_hub_is_refused_not_accepted_unchecked(tmp_path):
+    target = tmp_path / "wan_2.1_vae.safetensors"
+    with LoopbackHub({f"{REPO}/{PATH}": HubFile(CONTENT, announce=False)}) as hub:
+        with pytest.raises(hub_download.ChecksumError, match="no SHA-256 is pinned.*announced none"):
+            hub_download.download(REPO, PATH, target, endpoint=hub.endpoint)
+    assert blob_requests(hub) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_the_table_pins_are_sha256_and_stay_out_of_the_frontend_metadata():
+    pinned = {name: f.sha256 for name, f in model_files.MODEL_FILES.items() if f.sha256}
+    assert len(pinned) >= 8 and all(hub_download.SHA256_RE.fullmatch(sha) for sha in pinned.values())
+    assert pinned["wan2.1_t2v_1.3B_fp16.safetensors"].startswith("be531024")
+    assert all(set(f.metadata()) == {"name", "url", "directory"} for f in model_files.MODEL_FILES.values())
+
+
+def test_the_runner_refuses_a_download_whose_pin_does_not_match(tmp_path, monkeypatch, capsys):
+    comfy = fake_comfyui(tmp_path)
+    name = "wan2.1_t2v_1.3B_fp16.safetensors"
+    model = model_files.MODEL_FILES[name]
+    others = {"umt5_xxl_fp8_e4m3fn_scaled.safetensors": "text_encoders", "wan_2.1_vae.safetensors": "vae"}
+    for other, folder in others.items():
+        (comfy / "models" / folder).mkdir(parents=True)
+        (comfy / "models" / folder / other).write_bytes(b"present")
+    with LoopbackHub({f"{model.repo}/{model.path}": HubFile(CONTENT)}) as hub:   # real pin, other bytes
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        code = run_workflow.main(["--comfyui", str(comfy), "frame_prompts_t2v", "--download", "--check-only"])
+    err = capsys.readouterr().err
+    assert code == 1 and "error: download failed" in err and model.sha256 in err and "Traceback" not in err
+    assert not (comfy / "models" / "diffusion_models" / name).exists()
+
+
+def test_a_ui_format_workflow_gets_a_clear_error_before_anything_is_linked(tmp_path, capsys):
+    comfy = fake_comfyui(tmp_path)
+    ui_file = ROOT / "workflows" / "frame_prompts_t2v.json"
+    assert isinstance(json.loads(ui_file.read_text()).get("nodes"), list)
+    code = run_workflow.main(["--comfyui", str(comfy), str(ui_file), "--download", "--check-only"])
+    err = capsys.readouterr().err
+    assert code == 2 and "UI-format workflow" in err and "Export (API)" in err
+    assert not (comfy / "custom_nodes").exists() and not (comfy / "models").exists()
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "wan/../../../secret.safetensors",
+                                  "..\\..\\boot.ini"])
+def test_check_only_refuses_files_outside_the_model_folders(name, tmp_path, monkeypatch, capsys):
+    comfy = fake_comfyui(tmp_path)
+    workflow = json.loads(run_workflow.workflow_path(Path("frame_prompts_t2v")).read_text())
+    vae_node = next(node_id for node_id, node in workflow.items() if node["class_type"] == "VAELoader")
+    workflow[vae_node]["inputs"]["vae_name"] = name
+    path = tmp_path / "hostile.api.json"
+    path.write_text(json.dumps(workflow))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")   # never contacted: refused first
+    code = run_workflow.main(["--comfyui", str(comfy), str(path), "--download", "--check-only"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"node {vae_node} VAELoader.vae_name = {name!r}" in err and "Fix:" in err
+    assert not (comfy / "custom_nodes").exists() and not (comfy / "models").exists()
+    assert all(line.startswith("  - ") or "outside ComfyUI's model folders" in line for line in err.splitlines())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -150,9 +151,9 @@ def test_rejected_replies_are_not_cached(tmp_path):
 
 
 def test_api_key_comes_from_the_named_environment_variable_and_is_never_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("STORY_TEST_KEY", "sk-secret-123")
+    monkeypatch.setenv("FRAMELEVEL_LLM_TEST_KEY", "sk-secret-123")
     with ScriptedServer([Reply(chat_body("ok"))]) as server:
-        client = make_client(server, tmp_path, api_key_env="STORY_TEST_KEY")
+        client = make_client(server, tmp_path, api_key_env="FRAMELEVEL_LLM_TEST_KEY")
         client.chat(MESSAGES)
     assert server.chat_requests()[0]["headers"]["Authorization"] == "Bearer sk-secret-123"
     stored = "".join(p.read_text() for p in (tmp_path / "cache").rglob("*.json"))
@@ -160,10 +161,10 @@ def test_api_key_comes_from_the_named_environment_variable_and_is_never_cached(t
 
 
 def test_missing_key_variable_fails_before_any_request(monkeypatch):
-    monkeypatch.delenv("STORY_TEST_MISSING", raising=False)
+    monkeypatch.delenv("FRAMELEVEL_LLM_TEST_MISSING", raising=False)
     with ScriptedServer([Reply(chat_body("ok"))]) as server:
-        with pytest.raises(LLMError, match="STORY_TEST_MISSING"):
-            make_client(server, api_key_env="STORY_TEST_MISSING").chat(MESSAGES)
+        with pytest.raises(LLMError, match="FRAMELEVEL_LLM_TEST_MISSING"):
+            make_client(server, api_key_env="FRAMELEVEL_LLM_TEST_MISSING").chat(MESSAGES)
     assert server.requests == []
 
 
@@ -192,3 +193,112 @@ def test_retry_after_accepts_seconds_and_http_dates():
 def test_options_reject_a_url_without_scheme():
     with pytest.raises(ValueError, match="http"):
         ClientOptions(base_url="localhost:8080/v1")
+
+
+# ---- hostile workflows and servers (a shared workflow is untrusted input) ------------------------
+SECRET = "sk-live-0123456789abcdefSECRET"
+
+
+def keyed_client(server_or_url, monkeypatch, **overrides) -> ChatClient:
+    monkeypatch.setenv("FRAMELEVEL_LLM_TEST_KEY", SECRET)
+    return make_client(server_or_url, api_key_env="FRAMELEVEL_LLM_TEST_KEY", max_retries=1, **overrides)
+
+
+def assert_no_key(text: str) -> None:
+    """Neither the key nor any 8-character piece of it (a cut-off echo) is in `text`."""
+    assert not any(SECRET[i:i + 8] in text for i in range(len(SECRET) - 7)), text
+
+
+@pytest.mark.parametrize("name", ["HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "OPENAI_API_KEY", "PATH"])
+def test_a_workflow_cannot_pick_an_arbitrary_environment_variable_as_the_key(name, monkeypatch):
+    monkeypatch.setenv(name, "hf_secret_value")
+    monkeypatch.delenv("FRAMELEVEL_LLM_KEY_ENVS", raising=False)
+    with pytest.raises(ValueError) as info:
+        ClientOptions(base_url="http://127.0.0.1:9/v1", api_key_env=name)
+    message = str(info.value)
+    assert f"api_key_env = '{name}'" in message and "FRAMELEVEL_LLM_" in message and "Fix:" in message
+    assert "FRAMELEVEL_LLM_KEY_ENVS" in message and "hf_secret_value" not in message
+
+
+def test_the_person_running_comfyui_can_allow_a_variable_by_name(monkeypatch):
+    monkeypatch.setenv("MY_LLM_KEY", "sk-mine")
+    monkeypatch.setenv("FRAMELEVEL_LLM_KEY_ENVS", "OTHER_KEY, MY_LLM_KEY")
+    with ScriptedServer([Reply(chat_body("ok"))]) as server:
+        make_client(server, api_key_env="MY_LLM_KEY").chat(MESSAGES)
+    assert server.chat_requests()[0]["headers"]["Authorization"] == "Bearer sk-mine"
+
+
+def test_redirect_to_another_host_drops_the_key(monkeypatch):
+    """127.0.0.1 answers 302 to 127.0.0.2 (another origin): the key must not follow."""
+    with ScriptedServer([Reply({"object": "list", "data": [{"id": "x"}]})], host="127.0.0.2") as other:
+        moved = Reply({}, 302, {"Location": other.base_url + "/models"})
+        with ScriptedServer([moved]) as server:
+            assert keyed_client(server, monkeypatch).list_models() == ["x"]
+            chat_moved = Reply({}, 302, {"Location": other.base_url + "/models"})
+            server.script = [chat_moved]
+            with pytest.raises(LLMReplyError):  # POST -> 302 -> GET elsewhere: no chat reply, and no key
+                keyed_client(server, monkeypatch).chat(MESSAGES, use_cache=False)
+    assert server.requests[0]["headers"]["Authorization"] == f"Bearer {SECRET}"
+    assert len(other.requests) == 2
+    for request in other.requests:
+        assert not any(k.lower() == "authorization" for k in request["headers"])
+        assert_no_key(json.dumps(request))
+
+
+def test_redirect_within_the_same_origin_keeps_the_key(monkeypatch):
+    def script(request):
+        if request["path"] == "/v1/models":
+            return Reply({}, 301, {"Location": "/v1/models/"})
+        return Reply({"object": "list", "data": [{"id": "y"}]})
+
+    with ScriptedServer(script) as server:
+        assert keyed_client(server, monkeypatch).list_models() == ["y"]
+    assert [r["headers"].get("Authorization") for r in server.requests] == [f"Bearer {SECRET}"] * 2
+
+
+def echo_headers(status: int):
+    def script(request):
+        headers = request["headers"]
+        return Reply(f"you sent Authorization: {headers.get('Authorization')} " + json.dumps(headers), status)
+    return script
+
+
+@pytest.mark.parametrize("status, error", [(401, LLMHTTPError), (500, LLMHTTPError), (200, LLMReplyError)])
+def test_a_server_echoing_the_headers_never_gets_the_key_into_the_error(status, error, monkeypatch):
+    with ScriptedServer(echo_headers(status)) as server:
+        with pytest.raises(error) as info:
+            keyed_client(server, monkeypatch).chat(MESSAGES)
+    text = str(info.value) + repr(info.value.args) + getattr(info.value, "body", "")
+    assert_no_key(text)
+    assert "[redacted]" in text
+
+
+def test_a_key_cut_off_at_the_error_length_limit_leaves_no_piece_behind(monkeypatch):
+    padding = "p" * (300 - 10)  # the reply is cut at 300 characters, in the middle of the key
+    with ScriptedServer([Reply(padding + SECRET, 400)]) as server:
+        with pytest.raises(LLMHTTPError) as info:
+            keyed_client(server, monkeypatch).chat(MESSAGES)
+    assert_no_key(str(info.value))
+
+
+def test_a_reply_quoting_the_key_is_redacted_before_output_and_cache(tmp_path, monkeypatch):
+    escaped = json.dumps(chat_body("the key is " + SECRET)).replace("SECRET", "\\u0053ECRET")
+    with ScriptedServer([Reply(escaped)]) as server:
+        reply = keyed_client(server, monkeypatch, cache_dir=tmp_path / "cache").chat(MESSAGES)
+    assert reply.content == "the key is [redacted]"
+    assert_no_key("".join(p.read_text() for p in (tmp_path / "cache").rglob("*.json")))
+
+
+@pytest.mark.parametrize("url", ["http://192.0.2.10:8080/v1", "http://llm.example.com/v1", "http://[2001:db8::1]/v1"])
+def test_plain_http_goes_only_to_loopback_unless_allowed(url, monkeypatch):
+    monkeypatch.delenv("FRAMELEVEL_LLM_ALLOW_HTTP", raising=False)
+    with pytest.raises(ValueError, match=r"base_url = .*plain http.*Fix: .*FRAMELEVEL_LLM_ALLOW_HTTP"):
+        ClientOptions(base_url=url)   # refused before any connection
+    monkeypatch.setenv("FRAMELEVEL_LLM_ALLOW_HTTP", "other.host, " + url.split("//")[1].split("/")[0]
+                       .rsplit(":", 1)[0].strip("[]") if "[" not in url else "*")
+    assert ClientOptions(base_url=url).base_url == url
+    for fine in ("https://llm.example.com/v1", "http://localhost:11434/v1", "http://127.0.0.2:1/v1",
+                 "http://[::1]:8080/v1"):
+        monkeypatch.delenv("FRAMELEVEL_LLM_ALLOW_HTTP")
+        ClientOptions(base_url=fine)
+        monkeypatch.setenv("FRAMELEVEL_LLM_ALLOW_HTTP", "")

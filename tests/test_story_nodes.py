@@ -43,7 +43,9 @@ def expand_inputs(server, **overrides) -> dict:
     (dict(model=""), "model"),
     (dict(base_url="localhost:1234"), "base_url"),
     (dict(beats=6), "beats"),  # 17 pixel frames = 5 latent frames
-    (dict(api_key_env="STORY_NODE_NO_SUCH_KEY"), "api_key_env"),
+    (dict(api_key_env="FRAMELEVEL_LLM_NO_SUCH_KEY"), "api_key_env"),
+    (dict(api_key_env="HF_TOKEN"), "api_key_env"),
+    (dict(base_url="http://192.0.2.10:8080/v1"), "base_url"),  # plain http off loopback (never contacted)
     (dict(system_prompt="Write {count} prompts for {unknown}"), "system_prompt"),
     (dict(syntax="yaml"), "syntax"),
 ])
@@ -171,3 +173,28 @@ def test_metrics_cli_on_a_video_file(tiny_clip, tmp_path):
     numbers = json.loads(result.stdout)
     assert numbers["prompts"] == 2 and numbers["pixel_frames"] == 32 and numbers["video_consistency"] is not None
     assert math.isfinite(numbers["confusion_degree"])
+
+
+def test_a_workflow_naming_hf_token_is_refused_with_the_input_the_value_and_the_fix(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_not_for_the_llm_server")
+    monkeypatch.delenv("FRAMELEVEL_LLM_KEY_ENVS", raising=False)
+    with ScriptedServer([Reply(chat_body("{}"))]) as server:
+        inputs = expand_inputs(server, api_key_env="HF_TOKEN")
+        assert math.isnan(FrameLevelPromptExpand.fingerprint_inputs(**inputs))
+        with pytest.raises(FrameLevelInputError) as info:
+            FrameLevelPromptExpand.execute(**inputs)
+    message = str(info.value)
+    assert info.value.input_name == "api_key_env" and info.value.value == "HF_TOKEN"
+    assert message.startswith("api_key_env = 'HF_TOKEN': only environment variables whose name starts with "
+                              "FRAMELEVEL_LLM_")
+    assert "Fix: before starting ComfyUI, export FRAMELEVEL_LLM_API_KEY=" in message
+    assert "hf_not_for_the_llm_server" not in message and server.requests == []
+
+
+def test_an_allowed_key_reaches_the_loopback_server(monkeypatch):
+    monkeypatch.setenv("FRAMELEVEL_LLM_API_KEY", "sk-local")
+    reply = {str(i): f"wide shot, the same red fox, step {i}" for i in range(1, 6)}
+    with ScriptedServer([Reply(chat_body(json.dumps(reply)))]) as server:
+        FrameLevelPromptExpand.execute(**expand_inputs(server, api_key_env="FRAMELEVEL_LLM_API_KEY",
+                                                       use_cache=False))
+    assert server.chat_requests()[0]["headers"]["Authorization"] == "Bearer sk-local"

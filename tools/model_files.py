@@ -5,6 +5,12 @@ One table (MODEL_FILES) serves three uses: build_ui.py writes it into every load
 names missing files with their folder and, with --download, fetches them from Hugging Face
 (hub_download.py). The URLs are the Comfy-Org repackaged files that ComfyUI's own workflow templates
 use. Standard library only.
+
+`sha256` pins each file's content: the SHA-256 Hugging Face lists for it ("SHA256:" on the file's
+page, the Git LFS oid), copied from the Comfy-Org repository's own file page or commit. A download
+whose content differs is deleted and refused, whatever the Hub's headers say. A file left at None
+could not be checked against a Comfy-Org page when it was added; for it the download needs the
+SHA-256 the Hub announces (X-Linked-Etag) and is refused without one. Pin it when you can.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class ModelFile:
     repo: str           # Hugging Face repository
     path: str           # file inside it (its last part is the file name the loader uses)
     directory: str      # folder under ComfyUI/models
+    sha256: str | None = None  # pinned SHA-256 of the content (None: not verified, see above)
 
     @property
     def name(self) -> str:
@@ -47,20 +54,37 @@ class ModelFile:
         return {"name": self.name, "url": self.url, "directory": self.directory}
 
 
-def _files(repo: str, directory: str, *names: str) -> dict[str, ModelFile]:
-    return {name: ModelFile(repo, f"split_files/{directory}/{name}", directory) for name in names}
+def _files(repo: str, directory: str, hashes: dict[str, str | None]) -> dict[str, ModelFile]:
+    return {name: ModelFile(repo, f"split_files/{directory}/{name}", directory, sha)
+            for name, sha in hashes.items()}
 
 
+# Sources of the pins (huggingface.co, read from the pages' "SHA256:" / LFS "oid sha256:" lines):
+#   Comfy-Org/Wan_2.1_ComfyUI_repackaged/blob/main/split_files/diffusion_models/<file> for the two Wan 2.1
+#   diffusion models; commit dfcea77 ("Wan 2.1 t2v 1.3B", the only commit of split_files/text_encoders)
+#   for both text encoders; Comfy-Org/Wan_2.2_ComfyUI_Repackaged/blob/main/split_files/diffusion_models/
+#   <file> for the i2v pair; Comfy-Org/Wan-2.2/blob/main/split_files/... (the same repository under its
+#   newer name: same commit 5ca2dfe) for the TI2V 5B model and the Wan 2.2 VAE.
 MODEL_FILES: dict[str, ModelFile] = {
-    **_files(WAN21, "diffusion_models", "wan2.1_t2v_1.3B_fp16.safetensors", "wan2.1_t2v_14B_fp8_scaled.safetensors",
-             "wan2.1_i2v_480p_14B_fp16.safetensors", "wan2.1_flf2v_720p_14B_fp16.safetensors"),
-    **_files(WAN21, "text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "umt5_xxl_fp16.safetensors"),
-    **_files(WAN21, "vae", "wan_2.1_vae.safetensors"),
-    **_files(WAN21, "clip_vision", "clip_vision_h.safetensors"),
-    **_files(WAN22, "diffusion_models", "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
-             "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
-             "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors", "wan2.2_ti2v_5B_fp16.safetensors"),
-    **_files(WAN22, "vae", "wan2.2_vae.safetensors"),
+    **_files(WAN21, "diffusion_models", {
+        "wan2.1_t2v_1.3B_fp16.safetensors": "be531024cd9018cb5b48c40cfbb6a6191645b1c792eb8bf4f8c1c6e10f924dc5",
+        "wan2.1_t2v_14B_fp8_scaled.safetensors": None,
+        "wan2.1_i2v_480p_14B_fp16.safetensors": "27988f6b510eb8d5fdd7485671b54897f8683f2bba7a772c5671be21d3491253",
+        "wan2.1_flf2v_720p_14B_fp16.safetensors": None}),
+    **_files(WAN21, "text_encoders", {
+        "umt5_xxl_fp8_e4m3fn_scaled.safetensors": "c3355d30191f1f066b26d93fba017ae9809dce6c627dda5f6a66eaa651204f68",
+        "umt5_xxl_fp16.safetensors": "7b8850f1961e1cf8a77cca4c964a358d303f490833c6c087d0cff4b2f99db2af"}),
+    **_files(WAN21, "vae", {"wan_2.1_vae.safetensors": None}),
+    **_files(WAN21, "clip_vision", {"clip_vision_h.safetensors": None}),
+    **_files(WAN22, "diffusion_models", {
+        "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors": None,
+        "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors": None,
+        "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors":
+            "6122e79d55e0f235698d11d657f3b196c5273c830da00b2b013c5a048d5e6a42",
+        "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors":
+            "5471a457b6ac404202a5fbe6c11595a3d5641fc766b00f38763f72303fffc21e",
+        "wan2.2_ti2v_5B_fp16.safetensors": "456f901338bd9eadbded3828b819109a9b68e8a525ca5cf8d0049a69fcfeca1e"}),
+    **_files(WAN22, "vae", {"wan2.2_vae.safetensors": "e40321bd36b9709991dae2530eb4ac303dd168276980d3e9bc4b6e2b75fed156"}),
 }
 
 

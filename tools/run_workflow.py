@@ -42,9 +42,48 @@ def link_pack(comfy_dir: Path) -> Path:
     return target
 
 
+def format_problem(workflow) -> str | None:
+    """Why `workflow` is not an API-format workflow ({node id: {"class_type", "inputs"}}), else None."""
+    if isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list):
+        return ("is a UI-format workflow (the file the ComfyUI frontend saves, with \"nodes\" and \"links\"); "
+                "this runner queues the API format. Fix: in ComfyUI use Workflow > Export (API), or give the "
+                "matching file of workflows/api/")
+    if not isinstance(workflow, dict) or not workflow:
+        return "is not an API-format workflow (a JSON object of nodes). Fix: export it with Workflow > Export (API)"
+    for node_id, node in workflow.items():
+        if not (isinstance(node, dict) and isinstance(node.get("class_type"), str)
+                and isinstance(node.get("inputs", {}), dict)):
+            return (f"node {node_id!r} is not an API-format node (a class_type and an inputs object). "
+                    "Fix: export the workflow with Workflow > Export (API)")
+    return None
+
+
+def safe_relative_name(name: str) -> bool:
+    """A loader's file name stays inside its folder: relative, no '..' part, no NUL (subfolders are fine)."""
+    parts = name.replace("\\", "/").split("/")
+    return bool(name.strip()) and "\0" not in name and not name.startswith(("/", "\\")) \
+        and not (len(name) > 1 and name[1] == ":") and ".." not in parts and not Path(name).is_absolute()
+
+
+def unsafe_file_names(workflow: dict) -> list[str]:
+    """One line per loader input naming a file outside its ComfyUI folder (absolute path or '..')."""
+    lines = []
+    for node_id, node in workflow.items():
+        spec = MODEL_INPUTS.get(node.get("class_type"))
+        if spec is None:
+            continue
+        input_name, folders, what = spec
+        name = node.get("inputs", {}).get(input_name)
+        if isinstance(name, str) and not safe_relative_name(name):
+            lines.append(f"node {node_id} {node['class_type']}.{input_name} = {name!r}: a {what} must be a file "
+                         f"name inside {folders[0]} (no absolute path, no '..'). Fix: put the file in "
+                         f"ComfyUI/{folders[0]} and give its name relative to that folder")
+    return lines
+
+
 def missing_files(workflow: dict, comfy_dir: Path) -> list[tuple[str, str, dict]]:
     """(node id, file name, node) of every model (or input image) file the workflow loads that is not in
-    its ComfyUI folder."""
+    its ComfyUI folder (only names inside the folder are looked up: see unsafe_file_names)."""
     missing = []
     for node_id, node in workflow.items():
         spec = MODEL_INPUTS.get(node.get("class_type"))
@@ -52,7 +91,9 @@ def missing_files(workflow: dict, comfy_dir: Path) -> list[tuple[str, str, dict]
             continue
         input_name, folders, _ = spec
         name = node.get("inputs", {}).get(input_name)
-        if isinstance(name, str) and not any((comfy_dir / folder / name).is_file() for folder in folders):
+        if not isinstance(name, str):
+            continue
+        if not safe_relative_name(name) or not any((comfy_dir / folder / name).is_file() for folder in folders):
             missing.append((node_id, name, node))
     return missing
 
@@ -75,8 +116,10 @@ def download_missing(workflow: dict, comfy_dir: Path) -> None:
         model = MODEL_FILES.get(name)
         if model is None or (comfy_dir / "models" / model.directory / name).is_file():
             continue
-        print(f"downloading {name} from {model.repo} into {comfy_dir / 'models' / model.directory}")
-        hub_download.download(model.repo, model.path, comfy_dir / "models" / model.directory / name)
+        pin = "pinned SHA-256" if model.sha256 else "no pinned SHA-256: needs the Hub's X-Linked-Etag"
+        print(f"downloading {name} from {model.repo} into {comfy_dir / 'models' / model.directory} ({pin})")
+        hub_download.download(model.repo, model.path, comfy_dir / "models" / model.directory / name,
+                              sha256=model.sha256)
 
 
 def workflow_path(given: Path) -> Path:
@@ -231,11 +274,31 @@ def main(argv=None) -> int:
     if not (comfy_dir / "main.py").is_file():
         print(f"error: {comfy_dir} is not a ComfyUI checkout (no main.py)", file=sys.stderr)
         return 2
-    workflow = json.loads(workflow_path(args.workflow).read_text())
+    path = workflow_path(args.workflow)
+    try:
+        workflow = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        print(f"error: workflow {path} is not JSON ({err}). Fix: give an API-format workflow file", file=sys.stderr)
+        return 2
+    problem = format_problem(workflow)   # checked before anything is linked or downloaded
+    if problem is not None:
+        print(f"error: workflow {path} {problem}", file=sys.stderr)
+        return 2
     apply_overrides(workflow, args.overrides)
+    unsafe = unsafe_file_names(workflow)
+    if unsafe:
+        print(f"error: workflow {path} names files outside ComfyUI's model folders; nothing was done:",
+              file=sys.stderr)
+        for line in unsafe:
+            print(f"  - {line}", file=sys.stderr)
+        return 2
     link_pack(comfy_dir)
     if args.download:
-        download_missing(workflow, comfy_dir)
+        try:
+            download_missing(workflow, comfy_dir)
+        except Exception as err:  # noqa: BLE001  (ChecksumError, network and Hub errors: one clear line)
+            print(f"error: download failed: {err}", file=sys.stderr)
+            return 1
     missing = missing_models(workflow, comfy_dir)
     if missing:
         print("error: model files missing; download them into these folders and run again:", file=sys.stderr)

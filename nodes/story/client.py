@@ -2,7 +2,14 @@
 HTTP dependency and works with llama.cpp, vLLM, Ollama, LM Studio or a hosted API alike.
 
 - The API key is never a setting: the setting is the *name* of an environment variable, read at
-  request time, so no key ends up in a workflow, a cache file or a log line.
+  request time, so no key ends up in a workflow, a cache file or a log line. A workflow is untrusted
+  input, so it may only name variables the person running ComfyUI made available for this: names
+  starting with FRAMELEVEL_LLM_, or listed in FRAMELEVEL_LLM_KEY_ENVS (`key_env_problem`).
+- The key is sent to base_url's origin only: a redirect to another scheme, host or port loses the
+  Authorization header. Every text the server sends back (error bodies, replies) has the key value
+  replaced by [redacted] before it reaches an exception, a log, the cache or the output.
+- Plain http:// goes only to loopback (127.0.0.0/8, ::1, localhost) unless FRAMELEVEL_LLM_ALLOW_HTTP
+  names the host (comma-separated, or * for any), set by the person running ComfyUI.
 - Timeouts are per request; 429, 5xx and connection errors are retried with exponential backoff
   (a server's Retry-After wins, capped by `max_backoff_s`).
 - Structured output is asked for with `response_format` (JSON schema, then JSON mode); a server that
@@ -16,11 +23,14 @@ import base64
 import email.utils
 import hashlib
 import io
+import ipaddress
 import json
 import os
+import re
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +42,117 @@ from .json_repair import strip_thinking
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 FORMAT_REJECTED_STATUSES = frozenset({400, 415, 422})
 FORMAT_LADDER = ("json_schema", "json_object", "none")
+
+KEY_ENV_PREFIX = "FRAMELEVEL_LLM_"            # variables with this prefix may hold the LLM key
+KEY_ENV_ALLOW_LIST = "FRAMELEVEL_LLM_KEY_ENVS"  # extra variable names allowed, comma-separated
+ALLOW_HTTP_ENV = "FRAMELEVEL_LLM_ALLOW_HTTP"    # hosts plain http:// may reach besides loopback ("*": any)
+REDACTED = "[redacted]"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def key_env_problem(name: str) -> tuple[str, str] | None:
+    """(problem, fix) when `name` may not be used as the key's environment variable, else None.
+
+    The workflow names the variable, but only the person running ComfyUI decides which variables
+    may leave the machine as a Bearer token: FRAMELEVEL_LLM_* ones, and those listed in
+    FRAMELEVEL_LLM_KEY_ENVS. Anything else (HF_TOKEN, AWS_SECRET_ACCESS_KEY, ...) is refused."""
+    name = (name or "").strip()
+    if not name:
+        return None
+    if not _ENV_NAME.fullmatch(name):
+        return ("is not an environment variable name",
+                f"give the NAME of a variable such as {KEY_ENV_PREFIX}API_KEY, never the key itself")
+    if name.startswith(KEY_ENV_PREFIX) or name in _env_list(KEY_ENV_ALLOW_LIST):
+        return None
+    return (f"only environment variables whose name starts with {KEY_ENV_PREFIX}, or that the person running "
+            f"ComfyUI lists in {KEY_ENV_ALLOW_LIST}, may be sent as the LLM key (a shared workflow must not "
+            "choose which secret leaves the machine)",
+            f"before starting ComfyUI, export {KEY_ENV_PREFIX}API_KEY=<your LLM key> and set api_key_env to "
+            f"{KEY_ENV_PREFIX}API_KEY, or export {KEY_ENV_ALLOW_LIST}={name} if {name} really is meant "
+            "for this server")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def base_url_problem(url: str) -> tuple[str, str] | None:
+    """(problem, fix) when chat requests may not go to `url`, else None."""
+    try:
+        parts = urllib.parse.urlsplit((url or "").strip())
+        host = parts.hostname
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError as error:
+        return f"is not a valid URL ({error})", "use the server's OpenAI endpoint, e.g. http://127.0.0.1:11434/v1"
+    if parts.scheme not in ("http", "https") or not host:
+        return ("is not an http(s) URL with a host",
+                "use the server's OpenAI endpoint, e.g. http://127.0.0.1:11434/v1")
+    if parts.scheme == "http" and not is_loopback_host(host):
+        allowed = [h.lower() for h in _env_list(ALLOW_HTTP_ENV)]
+        if "*" not in allowed and host.lower() not in allowed:
+            return (f"plain http:// to {host} would send the prompts (and any API key) unencrypted; plain http "
+                    f"goes only to loopback unless the person running ComfyUI allows the host in {ALLOW_HTTP_ENV}",
+                    f"use https://, or before starting ComfyUI export {ALLOW_HTTP_ENV}={host} "
+                    "(comma-separated hosts) for a trusted server on your own network")
+    return None
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in: what a key is bound to."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+def redact(text: str, secrets) -> str:
+    """`text` with every occurrence of each secret replaced by [redacted]."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_json(value, secrets):
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, list):
+        return [_redact_json(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {redact(str(k), secrets): _redact_json(v, secrets) for k, v in value.items()}
+    return value
+
+
+class _SameOriginAuthRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows redirects like urllib, but the Authorization header only ever goes to `allowed`'s origin."""
+
+    def __init__(self, allowed_url: str):
+        super().__init__()
+        self.allowed = origin(allowed_url)
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and origin(new.full_url) != self.allowed:
+            for name in [n for n in new.headers if n.lower() == "authorization"]:
+                del new.headers[name]
+            for name in [n for n in new.unredirected_hdrs if n.lower() == "authorization"]:
+                del new.unredirected_hdrs[name]
+        return new
 
 
 class LLMError(RuntimeError):
@@ -77,6 +198,10 @@ class ClientOptions:
         self.base_url = self.base_url.strip().rstrip("/")
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        for input_name, value, problem in (("base_url", self.base_url, base_url_problem(self.base_url)),
+                                           ("api_key_env", self.api_key_env, key_env_problem(self.api_key_env))):
+            if problem is not None:
+                raise ValueError(f"{input_name} = {value!r}: {problem[0]}. Fix: {problem[1]}")
         if self.timeout_s <= 0 or self.max_retries < 0 or self.backoff_s < 0:
             raise ValueError("timeout_s must be > 0, max_retries and backoff_s >= 0")
         if self.cache_dir is not None:
@@ -169,12 +294,16 @@ class ChatClient:
         self.sleep = sleep
         self.cache = RequestCache(options.cache_dir) if options.cache_dir is not None else None
         self._format_floor = 0  # index into FORMAT_LADDER below which the server said no
+        self._opener = urllib.request.build_opener(_SameOriginAuthRedirect(options.base_url))
 
     # ---- public API -------------------------------------------------------------------------
     def api_key(self) -> str | None:
         name = self.options.api_key_env.strip()
         if not name:
             return None
+        problem = key_env_problem(name)
+        if problem is not None:
+            raise LLMError(f"api_key_env = {name!r}: {problem[0]}. Fix: {problem[1]}")
         value = os.environ.get(name)
         if not value:
             raise LLMError(f"api_key_env names the environment variable {name!r}, but it is not set: "
@@ -255,9 +384,8 @@ class ChatClient:
                                 "(raise max_tokens if a reasoning model used them all)")
         return strip_thinking(content)
 
-    def _headers(self) -> dict:
+    def _headers(self, key: str | None) -> dict:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = self.api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
@@ -269,24 +397,32 @@ class ChatClient:
     def _request_with_retries(self, method: str, path: str, body: dict | None):
         url = self.options.base_url + path
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
-        headers = self._headers()
+        key = self.api_key()
+        secrets = (key,) if key else ()
+        headers = self._headers(key)
         attempts = self.options.max_retries + 1
-        for attempt in range(attempts):
-            try:
-                return self._request_once(method, url, data, headers)
-            except _Retryable as error:
-                if attempt == attempts - 1:
-                    raise error.final(url, attempts) from None
-                self.sleep(self._backoff(attempt, error.retry_after))
+        try:
+            for attempt in range(attempts):
+                try:
+                    return self._request_once(method, url, data, headers, secrets)
+                except _Retryable as error:
+                    if attempt == attempts - 1:
+                        raise error.final(url, attempts) from None
+                    self.sleep(self._backoff(attempt, error.retry_after))
+        except LLMError as error:  # last line of defence: no key value in any message we raise
+            error.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in error.args)
+            if isinstance(error, LLMHTTPError):
+                error.body = redact(error.body, secrets)
+            raise
         raise AssertionError("unreachable")
 
-    def _request_once(self, method: str, url: str, data: bytes | None, headers: dict):
+    def _request_once(self, method: str, url: str, data: bytes | None, headers: dict, secrets=()):
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self.options.timeout_s) as response:
+            with self._opener.open(request, timeout=self.options.timeout_s) as response:
                 raw = response.read()
         except urllib.error.HTTPError as error:
-            text = _read_error_body(error)
+            text = redact(_read_error_body(error), secrets)
             if error.code in RETRY_STATUSES:
                 raise _Retryable(f"HTTP {error.code}: {text[:200]}",
                                  retry_after_seconds(error.headers.get("Retry-After")), error.code) from None
@@ -297,11 +433,13 @@ class ChatClient:
             reason = getattr(error, "reason", error)
             if isinstance(reason, (TimeoutError, socket.timeout)):
                 raise _Retryable(f"no reply within timeout_s={self.options.timeout_s} s") from None
-            raise _Retryable(f"connection failed: {reason}") from None
+            raise _Retryable(redact(f"connection failed: {reason}", secrets)) from None
+        for secret in secrets:
+            raw = raw.replace(secret.encode("utf-8"), REDACTED.encode("ascii"))
         try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as error:
-            raise LLMReplyError(f"{url} returned a body that is not JSON: {raw[:200]!r}") from error
+            return _redact_json(json.loads(raw.decode("utf-8")), secrets)  # escaped forms too
+        except (UnicodeDecodeError, ValueError):
+            raise LLMReplyError(f"{url} returned a body that is not JSON: {raw[:200]!r}") from None
 
 
 class _Retryable(Exception):
