@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--out", type=Path, required=True, help="dataset folder (created; resumable)")
     annotate.add_argument("--base-url", default="http://127.0.0.1:11434/v1", help="OpenAI-compatible /v1 URL")
     annotate.add_argument("--model", required=True, help="vision-language model name on the server")
-    annotate.add_argument("--api-key-env", default="", help="NAME of the env variable holding the API key")
+    annotate.add_argument("--api-key-env", default="", help="NAME of the env variable holding the API key: FRAMELEVEL_LLM_* or one listed in "
+                          "FRAMELEVEL_LLM_KEY_ENVS (plain http:// only to loopback or FRAMELEVEL_LLM_ALLOW_HTTP hosts)")
     annotate.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     annotate.add_argument("--retries", type=int, default=3, help="retries on 429/5xx/connection errors")
     annotate.add_argument("--backoff", type=float, default=1.0, help="first retry delay (s), doubling")
