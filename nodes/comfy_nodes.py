@@ -58,7 +58,7 @@ def v3_node(node: type[Node]) -> type:
 
     body = {"define_schema": classmethod(define_schema), "execute": classmethod(execute),
             "__doc__": node.__doc__, "__module__": node.__module__}
-    for hook in ("fingerprint_inputs", "validate_inputs"):
+    for hook in ("fingerprint_inputs", "validate_inputs"):   # every node has validate_inputs (schema.Node)
         if hasattr(node, hook):
             body[hook] = classmethod(lambda cls, _hook=getattr(node, hook), **inputs: _hook(**inputs))
     return type(node.__name__, (io.ComfyNode,), body)

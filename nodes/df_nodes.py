@@ -69,6 +69,10 @@ class FrameLevelDiffusionForcingSampler(Node):
         outputs=(Output("SAMPLER", "SAMPLER", "Connect to SamplerCustomAdvanced's sampler input."),))
 
     @classmethod
+    def check_widgets(cls, step_size=0.0, causal_block_size=1, window=0, condition_noise=0.0, **_):
+        check_df_settings(step_size, causal_block_size, window, condition_noise)
+
+    @classmethod
     def execute(cls, step_size, causal_block_size, solver, window=0, condition_noise=0.0,
                 max_windows_per_batch=0, noise_seed=0):
         check_df_settings(step_size, causal_block_size, window, condition_noise)

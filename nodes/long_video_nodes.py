@@ -67,6 +67,11 @@ class FrameLevelPMWDSampler(Node):
         inputs=(*PMWD_INPUTS, *COMMON), outputs=SAMPLER_OUTPUT)
 
     @classmethod
+    def check_widgets(cls, window=None, overlap=None, **_):
+        if window is not None and overlap is not None:
+            _pmwd_options(window, 0, overlap, "flat")
+
+    @classmethod
     def execute(cls, window, num_windows, overlap, fusion, solver, max_windows_per_batch):
         options = _pmwd_options(window, num_windows, overlap, fusion)
 
@@ -89,6 +94,8 @@ class FrameLevelPMWDModel(Node):
                 *PMWD_INPUTS, WINDOWS_PER_CALL),
         outputs=(Output("MODEL", "MODEL", "The model with PMWD windows; connect it to any sampler. The input "
                         "model is not changed."),))
+
+    check_widgets = FrameLevelPMWDSampler.check_widgets
 
     @classmethod
     def execute(cls, model, window, num_windows, overlap, fusion, max_windows_per_batch):
@@ -113,9 +120,14 @@ class FrameLevelSlidingWindowSampler(Node):
         outputs=SAMPLER_OUTPUT)
 
     @classmethod
+    def check_widgets(cls, window=None, slide=None, **_):
+        if window is not None and slide is not None:
+            require(1 <= slide <= window, "slide", slide, f"must be in 1..window ({window} latent frames)",
+                    "use a slide between 1 and the window length")
+
+    @classmethod
     def execute(cls, window, slide, history_sigma, solver, max_windows_per_batch):
-        require(1 <= slide <= window, "slide", slide, f"must be in 1..window ({window} latent frames)",
-                "use a slide between 1 and the window length")
+        cls.check_widgets(window=window, slide=slide)
 
         def planner(sigmas, frames, anchors):
             return sliding_plan(sigmas, frames, SlidingOptions(window=window, slide=slide,
@@ -140,7 +152,14 @@ class FrameLevelFIFOSampler(Node):
         outputs=SAMPLER_OUTPUT)
 
     @classmethod
+    def check_widgets(cls, window=None, lookahead=None, **_):
+        if window is not None and lookahead:
+            require(window % 2 == 0, "window", window, "lookahead needs an even window (half-shifted windows)",
+                    f"use window {window + 1}, or turn lookahead off")
+
+    @classmethod
     def execute(cls, window, partitions, lookahead, solver, max_windows_per_batch):
+        cls.check_widgets(window=window, lookahead=lookahead)
         def planner(sigmas, frames, anchors):
             return fifo_plan(sigmas, frames, FIFOOptions(window=window, partitions=partitions, lookahead=lookahead,
                                                          anchors=tuple(anchors)))

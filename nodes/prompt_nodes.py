@@ -72,6 +72,13 @@ class FrameLevelPromptSchedule(Node):
                         "each run.")))
 
     @classmethod
+    def check_widgets(cls, **widgets):
+        """The whole story is read at validation when every text input is typed (not linked): a story
+        error stops the queue before any model loads."""
+        if {"text", "length", "length_unit"} <= set(widgets):
+            cls.execute(**widgets)
+
+    @classmethod
     def execute(cls, text, length, length_unit, format="auto", key_unit="pixel", fps=16.0,
                 prefix="", suffix="", global_prompt=""):
         # PromptScheduleError names the line, the value and the fix; it fails before any model work.
