@@ -55,7 +55,7 @@ class FrameLevelPromptSchedule(Node):
                 "lines, | prompts and HoloCine shots are spread evenly.")),
             Int("length", 81, min=1, max=100000, tooltip=(
                 "Length of the video, in the unit chosen by length_unit (81 pixel frames = 21 latent frames; "
-                "Wan clips have 4k+1 pixel frames).")),
+                "Wan clips have 4k+1 pixel frames). At most 100,000 pixel frames (25,000 latent frames).")),
             Combo("length_unit", LENGTH_UNITS, "pixel",
                   tooltip="Whether length counts pixel frames or latent frames."),
             *story_reading_inputs(),

@@ -7,6 +7,8 @@ number is in pixel frames or latent frames; conversions go through these helpers
 
 from __future__ import annotations
 
+import math
+
 TEMPORAL_STRIDE = 4
 
 
@@ -48,10 +50,10 @@ def pixel_range_of_latent(latent_index: int) -> range:
 
 def pixel_of_seconds(seconds: float, fps: float) -> int:
     """Pixel frame shown at time `seconds` (frame 0 at t = 0), rounded to the nearest frame."""
-    if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
-    if seconds < 0:
-        raise ValueError(f"time must be >= 0 seconds, got {seconds}")
+    if not fps > 0 or not math.isfinite(fps):
+        raise ValueError(f"fps must be a finite number > 0, got {fps}")
+    if not seconds >= 0 or not math.isfinite(seconds * fps):
+        raise ValueError(f"time must be a finite number >= 0 seconds, got {seconds}")
     return int(round(seconds * fps))
 
 

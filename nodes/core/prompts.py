@@ -14,6 +14,11 @@ Formats (`fmt`; "auto" detects them and refuses text that mixes them):
 * ``holocine``: ``[global caption] ... [per shot caption] ... [shot cut] ...``.
 
 Every problem raises `PromptScheduleError` naming the place, the value and the fix; nothing is guessed.
+Bounds (story/limits.py), far beyond any real video and checked before any work grows with them:
+length 1..100,000 pixel frames (25,000 latent frames), 0 < fps <= 1000, at most 15 digits in a key,
+time, span or weight, JSON nested at most 20 deep. Syntax marks are refused in each part and in the
+joined prompt (a prefix `[2` and a prompt `] a cat` would make `[2 ] a cat`). Every reader runs in
+time linear in the text: no pattern backtracks over runs of spaces.
 """
 
 from __future__ import annotations

@@ -6,30 +6,35 @@ leaves uncovered. A time maps to the latent frame that holds the pixel frame sho
 
 from __future__ import annotations
 
+import re
+
 from .errors import PromptScheduleError
 from .layout import Layout, Piece
+from .limits import checked_number
 from .markers import TIMESTAMP
 from .reading import Reading
-from .text import clean_prompt, line_at, shown, without_comments
+from .text import clean_prompt, line_finder, shown, without_comments
+
+_BRACKETS = re.compile(r"[\[\]]")
 
 
-def _closing_bracket(text: str, start: int) -> int:
+def _closing_bracket(text: str, start: int, line_of) -> int:
     """Index of the `]` closing the bracket opened before `start` (nested brackets allowed)."""
     depth = 1
-    for i in range(start, len(text)):
-        depth += {"[": 1, "]": -1}.get(text[i], 0)
+    for bracket in _BRACKETS.finditer(text, start):
+        depth += 1 if bracket.group() == "[" else -1
         if depth == 0:
-            return i
-    raise PromptScheduleError(f"line {line_at(text, start)}: the section {shown(text[start - 8:start + 40])} has no "
+            return bracket.start()
+    raise PromptScheduleError(f"line {line_of(start)}: the section {shown(text[max(start - 8, 0):start + 40])} has no "
                               "closing ]. Fix: close it with ]")
 
 
-def _sections(text: str):
+def _sections(text: str, line_of):
     """(match, section text, index after the section) of each stamp, in order."""
     position, out = 0, []
     while (match := TIMESTAMP.search(text, position)) is not None:
         if match.group("close") == ":":
-            stop = _closing_bracket(text, match.end())
+            stop = _closing_bracket(text, match.end(), line_of)
             out.append((match, text[match.end():stop], stop + 1))
             position = stop + 1
         else:
@@ -40,15 +45,25 @@ def _sections(text: str):
     return out
 
 
-def _piece(match, body: str, text: str, reading: Reading) -> Piece:
-    where = f"line {line_at(text, match.start())} ({match.group(0).rstrip(':]')}])"
-    start = reading.latent_of_time(float(match.group("start")), where)
+def _stamp_text(match) -> str:
+    """The stamp as written, for messages: `[2s]`, `[3s-5s]` (spaces collapsed)."""
+    stamp = " ".join(match.group(0).rstrip(":]").split())
+    return (stamp if len(stamp) <= 30 else stamp[:24] + "...") + "]"
+
+
+def _seconds(match, name: str, where: str) -> float:
+    return float(checked_number(match.group(name), where, "time"))
+
+
+def _piece(match, body: str, line_of, reading: Reading) -> Piece:
+    where = f"line {line_of(match.start())} ({_stamp_text(match)})"
+    start = reading.latent_of_time(_seconds(match, "start", where), where)
     end = None
     if match.group("end") is not None:
-        if float(match.group("end")) <= float(match.group("start")):
+        if _seconds(match, "end", where) <= _seconds(match, "start", where):
             raise PromptScheduleError(f"{where}: the section ends at {match.group('end')} s, not after its start "
                                       f"{match.group('start')} s. Fix: write [start-end] with end > start")
-        end = reading.stop_of_time(float(match.group("end")))
+        end = reading.stop_of_time(_seconds(match, "end", where))
         if end <= start:
             raise PromptScheduleError(f"{where}: the section is shorter than one latent frame (4 pixel frames). "
                                       "Fix: make it longer")
@@ -57,7 +72,8 @@ def _piece(match, body: str, text: str, reading: Reading) -> Piece:
 
 def read_framepack(text: str, reading: Reading) -> Layout:
     text = without_comments(text)
-    sections = _sections(text)
+    line_of = line_finder(text)
+    sections = _sections(text, line_of)
     if not sections:
         raise PromptScheduleError("no FramePack timestamp like [0s: text] or [2s-4s: text]. Fix: add one, or "
                                   "choose another format")
@@ -65,13 +81,13 @@ def read_framepack(text: str, reading: Reading) -> Layout:
     for match, body, stop in sections:
         between = text[previous_stop:match.start()]
         if pieces and between.strip():
-            raise PromptScheduleError(f"line {line_at(text, previous_stop)}: {shown(between)} stands outside any "
+            raise PromptScheduleError(f"line {line_of(previous_stop)}: {shown(between)} stands outside any "
                                       "[Ns: ...] section. Fix: move it into a section, or to the start (the prompt "
                                       "from 0 s)")
-        pieces.append(_piece(match, body, text, reading))
+        pieces.append(_piece(match, body, line_of, reading))
         previous_stop = stop
     if text[previous_stop:].strip():
-        raise PromptScheduleError(f"line {line_at(text, previous_stop)}: {shown(text[previous_stop:])} stands after "
+        raise PromptScheduleError(f"line {line_of(previous_stop)}: {shown(text[previous_stop:])} stands after "
                                   "the last section. Fix: move it into a section, or to the start (the prompt from "
                                   "0 s)")
     leading = text[:sections[0][0].start()]

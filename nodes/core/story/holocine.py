@@ -7,21 +7,28 @@ A `|` ending a shot, as some guides write them, is dropped.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from .errors import PromptScheduleError
 from .layout import Layout, Piece
 from .markers import HOLOCINE_TAG
 from .reading import Reading
-from .text import clean_prompt, join_prompt, line_at, shown, without_comments
+from .text import clean_prompt, join_prompt, line_finder, shown, without_comments
 
 ORDER = {"global caption": 0, "per shot caption": 1, "shot cut": 2}
 
 
-def _check_tags(tags, text: str) -> None:
+def _tag_place(tag, line_of) -> str:
+    return f"line {line_of(tag.start())} ({' '.join(tag.group(0).split())})"
+
+
+def _check_tags(tags, line_of) -> None:
     names = [t.group("tag").lower() for t in tags]
+    counts = Counter(names)
     for i, (tag, name) in enumerate(zip(tags, names)):
-        where = f"line {line_at(text, tag.start())} ({tag.group(0)})"
-        if name != "shot cut" and names.count(name) > 1:
-            raise PromptScheduleError(f"{where}: [{name}] appears {names.count(name)} times. Fix: write it once")
+        where = _tag_place(tag, line_of)
+        if name != "shot cut" and counts[name] > 1:
+            raise PromptScheduleError(f"{where}: [{name}] appears {counts[name]} times. Fix: write it once")
         if i and ORDER[name] < ORDER[names[i - 1]]:
             raise PromptScheduleError(f"{where}: [{name}] comes after [{names[i - 1]}]. Fix: write [global caption] "
                                       "first, then [per shot caption], then the [shot cut]s")
@@ -41,11 +48,12 @@ def read_holocine(text: str, reading: Reading) -> Layout:
     if text[:tags[0].start()].strip():
         raise PromptScheduleError(f"line 1: {shown(text[:tags[0].start()])} stands before the first HoloCine tag. "
                                   "Fix: start with [global caption] or [per shot caption]")
-    _check_tags(tags, text)
+    line_of = line_finder(text)
+    _check_tags(tags, line_of)
     shared, pieces = "", []
     for tag, nxt in zip(tags, tags[1:] + [None]):
         body = text[tag.end(): nxt.start() if nxt else len(text)]
-        where = f"line {line_at(text, tag.start())} ({tag.group(0)})"
+        where = _tag_place(tag, line_of)
         if tag.group("tag").lower() == "global caption":
             shared = clean_prompt(body, where)
         else:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from .errors import PromptScheduleError
 from .layout import Layout, Piece
-from .markers import KEYFRAME_LINE
+from .markers import keyframe_line
 from .reading import Reading
-from .text import clean_prompt, content_lines
+from .text import clean_prompt, content_lines, shown
 
 
 def read_plain_lines(text: str, reading: Reading) -> Layout:
@@ -23,11 +23,11 @@ def _unquote(prompt: str) -> str:
 def read_keyframe_lines(text: str, reading: Reading) -> Layout:
     pieces = []
     for number, line in content_lines(text):
-        match = KEYFRAME_LINE.match(line)
+        match = keyframe_line(line)
         where = f"line {number}"
-        if not match:
-            raise PromptScheduleError(f"{where} ({line.strip()!r}) has no keyframe number while other lines "
+        if match is None:
+            raise PromptScheduleError(f"{where} ({shown(line)}) has no keyframe number while other lines "
                                       "do. Fix: start it with `<frame>: ` or use plain lines only")
-        latent = reading.latent_of_key(match.group("key"), where)
-        pieces.append(Piece(clean_prompt(_unquote(match.group("text")), where), where, start=latent))
+        latent = reading.latent_of_key(match.key, where)
+        pieces.append(Piece(clean_prompt(_unquote(match.text), where), where, start=latent))
     return Layout(tuple(pieces), timed=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .. import frames as fm
 from .errors import PromptScheduleError
+from .limits import checked_number
 
 KEY_UNITS = ("latent", "pixel", "seconds")
 
@@ -43,7 +44,7 @@ class Reading:
     def latent_of_key(self, key: str, where: str) -> int:
         """Latent frame of a 0-based keyframe key in `key_unit`; refused when negative, fractional
         (frame units) or past the video's end."""
-        value = float(key)
+        value = float(checked_number(key, where, "key"))
         if value < 0:
             raise PromptScheduleError(f"{where}: key {key} is negative. Fix: keys count from 0")
         if self.key_unit == "seconds":

@@ -13,19 +13,32 @@ from fractions import Fraction
 
 from .errors import PromptScheduleError
 from .layout import Layout, Piece
+from .limits import checked_number
 from .markers import HEADER, NUMBER
 from .reading import Reading
-from .text import clean_prompt, content_lines, line_at, shown, without_comments
+from .text import clean_prompt, content_lines, line_finder, shown, without_comments
 
-TRAILING_TAG = re.compile(rf"^(?P<text>.*?)\s*\[\s*(?P<a>{NUMBER})\s*(?:-\s*(?P<b>{NUMBER})\s*)?\]\s*$", re.DOTALL)
+# The inside of a trailing `[a-b]` / `[w]` tag. The tag is cut by hand (trailing_tag): the former
+# pattern `^(?P<text>.*?)\s*\[...` retried every start of a run of spaces before an unclosed `[`
+# (quadratic time, 18 s at 64 KB).
+TAG_INSIDE = re.compile(rf"\s*(?P<a>{NUMBER})\s*(?:-\s*(?P<b>{NUMBER})\s*)?")
+
+
+def trailing_tag(segment: str) -> tuple[str, str, str | None] | None:
+    """(text before the tag, a, b or None) when the segment ends with a span `[a-b]` or weight `[w]`."""
+    segment = segment.strip()
+    opening = segment.rfind("[") if segment.endswith("]") else -1
+    inside = TAG_INSIDE.fullmatch(segment, opening + 1, len(segment) - 1) if opening >= 0 else None
+    return (segment[:opening], inside.group("a"), inside.group("b")) if inside else None
 
 
 def pipe_segments(text: str) -> list[tuple[str, str]]:
     """(segment text, place) of each `|`-separated segment; comment lines are dropped."""
     text = without_comments(text)
+    line_of = line_finder(text)
     out, offset = [], 0
     for number, segment in enumerate(text.split("|"), start=1):
-        out.append((segment, f"segment {number} (line {line_at(text, offset + len(segment) - len(segment.lstrip()))})"))
+        out.append((segment, f"segment {number} (line {line_of(offset + len(segment) - len(segment.lstrip()))})"))
         offset += len(segment) + 1
     return out
 
@@ -40,6 +53,8 @@ def read_pipes(text: str, reading: Reading) -> Layout:
 
 
 def _span_weight(a: str, b: str | None, where: str) -> Fraction:
+    for number in (a, b or ""):
+        checked_number(number, where, "weight" if b is None else "span bound")
     weight = Fraction(a) if b is None else Fraction(b) - Fraction(a)
     if weight <= 0:
         tag = f"[{a}]" if b is None else f"[{a}-{b}]"
@@ -66,13 +81,12 @@ def _read_inline(text: str) -> Layout:
     for segment, where in _inline_segments(text):
         if not segment.strip():
             raise PromptScheduleError(f"{where} is empty. Fix: remove the extra | or write a prompt there")
-        match = TRAILING_TAG.match(segment.strip())
-        parts.append((match, segment, where))
+        parts.append((trailing_tag(segment), segment, where))
     _same_tagging([m is not None for m, _, _ in parts], [w for _, _, w in parts], "[a-b] span or [w] weight")
     pieces = []
-    for match, segment, where in parts:
-        weight = _span_weight(match.group("a"), match.group("b"), where) if match else 1
-        pieces.append(Piece(clean_prompt(match.group("text") if match else segment, where), where, weight=weight))
+    for tag, segment, where in parts:
+        weight = _span_weight(tag[1], tag[2], where) if tag else 1
+        pieces.append(Piece(clean_prompt(tag[0] if tag else segment, where), where, weight=weight))
     return Layout(tuple(pieces), timed=False)
 
 

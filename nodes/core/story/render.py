@@ -45,6 +45,12 @@ def _key(latent: int, key_unit: str, fps: float) -> str:
     return _seconds(latent, fps) if key_unit == "seconds" else str(fm.pixel_range_of_latent(latent)[0])
 
 
+def _keyframe_text(prompt: str) -> str:
+    """The prompt as a keyframe line writes it: quoted when the reader would otherwise drop a trailing
+    comma or a pair of surrounding quotes (`0: "a cat,"`)."""
+    return f'"{prompt}"' if prompt.endswith(",") or (len(prompt) >= 2 and prompt[0] == prompt[-1] == '"') else prompt
+
+
 def _write(prompts: Sequence[str], style: str, fps: float, key_unit: str) -> str:
     runs = _runs(prompts)
     if style == "json":
@@ -56,7 +62,7 @@ def _write(prompts: Sequence[str], style: str, fps: float, key_unit: str) -> str
     if style == "pipes":
         return " |\n".join(_equal_items(prompts))
     if style == "keyframes":
-        return "\n".join(f"{_key(first, key_unit, fps)}: {prompt}" for first, _, prompt in runs)
+        return "\n".join(f"{_key(first, key_unit, fps)}: {_keyframe_text(prompt)}" for first, _, prompt in runs)
     if style == "fizznodes":
         return ",\n".join(f'"{fm.pixel_range_of_latent(first)[0]}": "{prompt}"' for first, _, prompt in runs) + ","
     if style == "prompt_relay":

@@ -24,6 +24,7 @@ class PromptSchedule:
     detected: bool = False
     unique: tuple[str, ...] = field(init=False)
     index: tuple[int, ...] = field(init=False)
+    _position: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         unique: dict[str, int] = {}
@@ -31,6 +32,11 @@ class PromptSchedule:
             unique.setdefault(prompt, len(unique))
         object.__setattr__(self, "unique", tuple(unique))
         object.__setattr__(self, "index", tuple(unique[p] for p in self.prompts))
+        object.__setattr__(self, "_position", unique)
+
+    def number_of(self, prompt: str) -> int:
+        """1-based number of a distinct prompt (its place in `unique`), found in constant time."""
+        return self._position[prompt] + 1
 
     @property
     def latent_frames(self) -> int:
@@ -74,7 +80,7 @@ class PromptSchedule:
             p0, p1 = fm.pixel_range_of_latent(first)[0], fm.pixel_range_of_latent(last)[-1]
             shown = prompt if len(prompt) <= width else prompt[: width - 3] + "..."
             lines.append(f"latent {first:>3}-{last:<3} pixel {p0:>4}-{p1:<4} "
-                         f"{p0 / self.fps:6.2f}s  [{self.unique.index(prompt) + 1}] {shown}")
+                         f"{p0 / self.fps:6.2f}s  [{self.number_of(prompt)}] {shown}")
         return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ Arithmetic is exact (fractions), so a weight of 0.1 never lands a boundary one f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -20,13 +21,23 @@ def _fraction(weight) -> Fraction:
     return Fraction(str(weight)) if isinstance(weight, float) else Fraction(weight)
 
 
+def _whole_weights(weights: Sequence) -> list[int]:
+    """The weights as integers in the same ratios (scaled by their common denominator), so the
+    boundaries need integer arithmetic only: thousands of segments spread in milliseconds."""
+    if all(type(w) is int for w in weights):
+        return list(weights)
+    exact = [_fraction(w) for w in weights]
+    common = math.lcm(*(w.denominator for w in exact))
+    return [w.numerator * (common // w.denominator) for w in exact]
+
+
 def spread_boundaries(weights: Sequence, frames: int) -> list[int]:
     """N + 1 latent-frame boundaries of N weighted segments over `frames` latent frames.
 
     Segment i covers latent frames boundaries[i] .. boundaries[i + 1] - 1. Raises when a segment
     would get no latent frame, naming the segment and the fix.
     """
-    exact = [_fraction(w) for w in weights]
+    exact = _whole_weights(weights)
     if not exact:
         raise PromptScheduleError("no prompts to spread. Fix: write at least one prompt")
     if frames < 1:
@@ -40,7 +51,7 @@ def spread_boundaries(weights: Sequence, frames: int) -> list[int]:
             f"{len(exact)} prompts for {frames} latent frames: some prompts would get no frame. Fix: use at "
             f"most {frames} prompts or make the video longer ({fm.pixel_count(len(exact))} pixel frames fit "
             "one prompt per latent frame)")
-    total, running, bounds = sum(exact), Fraction(0), [0]
+    total, running, bounds = sum(exact), 0, [0]
     for weight in exact:
         running += weight
         bounds.append(-((-frames * running) // total))  # exact ceil
@@ -48,7 +59,7 @@ def spread_boundaries(weights: Sequence, frames: int) -> list[int]:
         if stop <= start:
             raise PromptScheduleError(
                 f"prompt {i + 1} (weight {weights[i]}) is too short to get a latent frame of the {frames}: its "
-                f"share is {float(exact[i] / total):.3g} of the video. Fix: raise its weight, lower the others "
+                f"share is {exact[i] / total:.3g} of the video. Fix: raise its weight, lower the others "
                 "or make the video longer")
     return bounds
 

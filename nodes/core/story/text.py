@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 
 from .errors import PromptScheduleError
 
 _SPACES = re.compile(r"\s+")
+_LINE_BREAK = re.compile("\n")
 
 
 def shown(value: str, width: int = 60) -> str:
     """A value quoted for an error message, shortened to `width` characters."""
     value = " ".join(str(value).split())
     return repr(value if len(value) <= width else value[: width - 3] + "...")
+
+
+def shown_value(value, width: int = 60) -> str:
+    """repr of any value for an error message, shortened to `width` characters (a huge list or number
+    is never printed whole)."""
+    text = repr(value) if not isinstance(value, str) else repr(value[: width + 1])
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def content_lines(text: str) -> list[tuple[int, str]]:
@@ -27,14 +36,22 @@ def without_comments(text: str) -> str:
 
 
 def line_at(text: str, offset: int) -> int:
-    """1-based line number of character `offset`."""
+    """1-based line number of character `offset` (one lookup; use line_finder for many)."""
     return text.count("\n", 0, offset) + 1
+
+
+def line_finder(text: str):
+    """offset -> 1-based line number of `text`, for many lookups: the line breaks are found once, so
+    a text with thousands of sections is not rescanned from the start for each one."""
+    breaks = [match.start() for match in _LINE_BREAK.finditer(text)]
+    return lambda offset: bisect_right(breaks, offset - 1) + 1
 
 
 def clean_prompt(prompt, where: str) -> str:
     """The prompt with runs of white space made one space; refuses non-text and empty prompts."""
     if not isinstance(prompt, str):
-        raise PromptScheduleError(f"{where}: prompt {prompt!r} is not text. Fix: write the prompt as a string")
+        raise PromptScheduleError(f"{where}: prompt {shown_value(prompt)} is not text. Fix: write the prompt as a "
+                                  "string")
     cleaned = _SPACES.sub(" ", prompt).strip()
     if not cleaned:
         raise PromptScheduleError(f"{where}: the prompt is empty. Fix: write a prompt or remove the entry")

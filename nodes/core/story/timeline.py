@@ -7,6 +7,7 @@ from __future__ import annotations
 from .. import frames as fm
 from .compile import StoryOptions, compile_story
 from .errors import PromptScheduleError
+from .text import shown_value
 
 # request field -> StoryOptions field (the request uses the node's input names)
 INPUTS = {"length": "length", "length_unit": "length_unit", "format": "fmt", "key_unit": "key_unit", "fps": "fps",
@@ -21,8 +22,9 @@ def _options(request: dict) -> StoryOptions:
             value = request[name]
             try:
                 values[field_name] = _NUMBERS[name](value) if name in _NUMBERS else str(value)
-            except (TypeError, ValueError):
-                raise PromptScheduleError(f"{name} = {value!r} is not a number. Fix: give a number") from None
+            except (TypeError, ValueError, OverflowError):
+                raise PromptScheduleError(f"{name} = {shown_value(value)} is not a number (or not a finite one). "
+                                          "Fix: give a number") from None
     return StoryOptions(**values)
 
 
@@ -38,7 +40,7 @@ def timeline(request: dict) -> dict:
     segments = []
     for first, last, prompt in schedule.runs():
         p0, p1 = fm.pixel_range_of_latent(first)[0], fm.pixel_range_of_latent(last)[-1]
-        segments.append({"prompt": prompt, "number": schedule.unique.index(prompt) + 1,
+        segments.append({"prompt": prompt, "number": schedule.number_of(prompt),
                          "latent": [first, last], "pixel": [p0, p1],
                          "seconds": [round(p0 / fps, 4), round((p1 + 1) / fps, 4)]})
     return {"ok": True, "format": schedule.source_format, "detected": schedule.detected,
