@@ -212,6 +212,12 @@ def test_automatic_windows_per_call_is_one_on_cpu_and_fills_free_memory_on_a_gpu
     per_window = base.memory_required(list(shape))
     monkeypatch.setattr(comfy.model_management, "get_free_memory", lambda device=None, *a, **k: 5.5 * per_window)
     assert auto_windows_per_batch(base, shape, torch.device("cuda", 0)) == 4   # 90% of 5.5 windows
+    if hasattr(type(model), "get_free_memory"):
+        # 0.33+: core batches conds by the current patcher's reading (DynamicVRAM adds what it can give
+        # back), and so do our windows; 0.3.64 has only model_management's (above).
+        monkeypatch.setattr(base, "current_patcher", model, raising=False)
+        monkeypatch.setattr(model, "get_free_memory", lambda device: 9.5 * per_window)
+        assert auto_windows_per_batch(base, shape, torch.device("cuda", 0)) == 8   # 90% of 9.5 windows
 
 
 def test_pmwd_patch_logs_its_layout_before_sampling_and_stops_between_window_batches(setup, caplog):
