@@ -164,7 +164,7 @@ class Node:
         return True
 
 
-MAX_STRING_CHARS = 1 << 20   # a widget's text: the longest story the schedule node reads, with room
+MAX_STRING_CHARS = 200_000   # a widget's text: 40,000 words of story, far past any real one; read at queue time
 
 
 def check_widget_value(spec: Input, value) -> None:

@@ -25,7 +25,7 @@ import math
 
 from .pack_copies import ROUTE, route_owner, running_server
 
-MAX_BODY_BYTES = 1 << 20    # 1 MiB: the longest story the schedule node reads, with its options, and room
+MAX_BODY_BYTES = 256 << 10  # 256 KiB: the longest story a widget holds (schema.MAX_STRING_CHARS) and its options
 TIME_LIMIT_S = 10.0         # queue and compile; the readers are linear-time (64 KB in well under 0.5 s)
 MAX_PENDING = 32            # requests queued or compiling at once; more are turned away (503)
 _worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="framelevel-timeline")
