@@ -13,7 +13,8 @@ file stored with Git LFS:
 Every request is recorded (method, path, Range header), and in `authorization` (address, path,
 Authorization header) to see where a token went. `published` can announce a SHA-256 other than the
 content's, to see that a client refuses the file; `announce=False` sends no X-Linked-Etag (only a
-plain ETag that is not a SHA-256), as a server that publishes no hash.
+plain ETag that is not a SHA-256), as a server that publishes no hash; `cut_after` hangs up in the
+middle of the file's body, as a dropped connection does.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class HubFile:
     content: bytes
     published: str | None = None     # the SHA-256 the hub announces (default: the content's)
     announce: bool = True            # False: no X-Linked-Etag at all
+    cut_after: int | None = None     # close the connection after this many bytes of a body (a broken download)
 
     @property
     def sha256(self) -> str:
@@ -113,6 +115,7 @@ def _handler(hub: LoopbackHub):
 
         def _blob(self, sha: str, body: bool):
             content = hub.blob(sha)
+            cut_after = next((f.cut_after for f in hub.files.values() if f.sha256 == sha), None)
             if content is None:
                 self.send_error(404)
                 return
@@ -128,7 +131,11 @@ def _handler(hub: LoopbackHub):
             self.send_header("Content-Length", str(len(content) - start))
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
-            if body:
+            if body and cut_after is not None:
+                self.wfile.write(content[start:start + cut_after])   # then hang up mid-body
+                self.wfile.flush()
+                self.close_connection = True
+            elif body:
                 self.wfile.write(content[start:])
 
     return Handler

@@ -57,7 +57,7 @@ def frontend(request, tmp_path_factory):
         object_info = fs.run_workflow.http_json(server.url + "/object_info")
         with fs.browser_page(server, READY_NODE, which=request.param) as (page, collector, start_errors):
             yield SimpleNamespace(page=page, collector=collector, start_errors=start_errors, which=request.param,
-                                  object_info=object_info)
+                                  object_info=object_info, version=server.frontend_version or "")
 
 
 def load(frontend, workflow: dict) -> tuple[dict, list]:
@@ -133,19 +133,25 @@ def _screenshot(frontend, name: str, tmp_path: Path) -> Path:
     return path
 
 
-def kept_size(node: dict, graph: dict, object_info: dict) -> list[float]:
+# Frontend releases seen re-fitting a DynamicCombo node's height on load (1.48.7, ComfyUI 0.33.0's pin);
+# 1.58.1 (the newest in December 2026) keeps the file's height, as for every other node.
+REFITS_DYNAMIC_COMBO_ON_LOAD = ("1.48.",)
+
+
+def kept_size(node: dict, graph: dict, object_info: dict, frontend_version: str) -> list[float]:
     """The size the frontend gives a node of the file after loading it: the file's size, grown to the
     node's minimum (its computeSize, measured in the page) where the file's is smaller, as every
     frontend does on load. That minimum counts the widgets the running ComfyUI declares, which may be
     more than the files are laid out for (ComfyUI 0.33.0 added CreateVideo's bit_depth widget; the
     files are built for 0.3.64). A node with a DynamicCombo input (ComfyUI 0.33.0: SaveVideo's codec)
-    is the exception: the frontend re-fits its height to exactly that minimum whenever the combo's
-    value is set, loading included (dynamicComboWidget's updateWidgets), so a taller height in the
-    file (SaveVideo's room for the video preview) is not kept."""
+    is the exception on frontends that re-fit its height to exactly that minimum whenever the combo's
+    value is set, loading included (1.48: dynamicComboWidget's updateWidgets), so a taller height in
+    the file (SaveVideo's room for the video preview) is not kept there (REFITS_DYNAMIC_COMBO_ON_LOAD)."""
     loaded = next(n for n in graph["nodes"] if str(n["id"]) == str(node["id"]))
     minimum = loaded["min_size"]
     specs = node_specs.input_specs(object_info[node["type"]])
-    refits_height = any(spec[0] == node_specs.DYNAMIC_COMBO for _, spec in specs)
+    refits_height = frontend_version.startswith(REFITS_DYNAMIC_COMBO_ON_LOAD) and any(
+        spec[0] == node_specs.DYNAMIC_COMBO for _, spec in specs)
     return [max(node["size"][0], minimum[0]),
             minimum[1] if refits_height else max(node["size"][1], minimum[1])]
 
@@ -168,7 +174,7 @@ def test_main_workflow_opens_laid_out_for_people(frontend, name, tmp_path):
     boxes = {str(n["id"]): Box(n["bounding"][0], n["bounding"][1] + 30, n["bounding"][2], n["bounding"][3] - 30)
              for n in graph["nodes"]}    # ids as strings: newer frontends keep them so
     assert {str(n["id"]): n["size"] for n in graph["nodes"]} == {
-        str(n["id"]): kept_size(n, graph, frontend.object_info) for n in workflow["nodes"]}
+        str(n["id"]): kept_size(n, graph, frontend.object_info, frontend.version) for n in workflow["nodes"]}
     assert [g["title"] for g in graph["groups"]] == list(ui_layout.GROUPS)
     for group in graph["groups"]:
         x, y, w, h = group["bounding"]

@@ -66,12 +66,20 @@ def test_schedule_node_runs_in_a_queued_graph(server):
 
 
 def test_bad_schedule_fails_with_the_line_and_the_fix(server):
+    """A typed story with a mistake is refused when the prompt is queued (node_errors), before any node
+    runs; one whose text arrives through a link fails when it runs, with the same message."""
     graph = {
         "1": {"class_type": "FrameLevelPromptSchedule",
               "inputs": {"text": '{"1": "a fox", "9": "too late"}', "length": 21, "length_unit": "pixel"}},
         "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}},
     }
-    history = server.run(graph, timeout=60)
+    with pytest.raises(RuntimeError, match="refused the workflow") as refused:
+        server.run(graph, timeout=60)
+    assert 'key \\"9\\": past the end' in str(refused.value) and "Fix:" in str(refused.value)
+    linked = {**graph, "3": {"class_type": "PrimitiveString", "inputs": {"value": '{"1": "a fox", "9": "too late"}'}}}
+    linked["1"] = {"class_type": "FrameLevelPromptSchedule",
+                   "inputs": {"text": ["3", 0], "length": 21, "length_unit": "pixel"}}
+    history = server.run(linked, timeout=60)
     assert history["status"]["status_str"] == "error"
     message = json.dumps(history["status"]["messages"])
     assert 'key \\"9\\": past the end' in message and "Fix:" in message

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tiny_umt5  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import tiny_weights as tiny_umt5  # noqa: E402  (the pack's stand-in builders: tools/tiny_weights.py)
 from comfy_support import import_comfy  # noqa: E402
 
 pytestmark = pytest.mark.comfyui

@@ -4,7 +4,7 @@ Every model file is tiny and saved under the Comfy-Org name the workflows load. 
 models are state dicts shaped like each variant, so the stock UNETLoader and ComfyUI's own detection
 pick the model class they pick for the real files. ComfyUI builds the text encoder and the VAEs from
 fixed full-size configs, so a test-only module in the server's custom_nodes
-(tests/tiny_model_nodes.py) lets the stock CLIPLoader and VAELoader build ComfyUI's own classes at
+(tools/tiny_loader_nodes.py) lets the stock CLIPLoader and VAELoader build ComfyUI's own classes at
 the tiny files' sizes. The graphs run as shipped: frame counts, stories, window layouts and expert
 settings; only resolution and steps are cut.
 """
@@ -56,24 +56,23 @@ def test_every_wan22_workflow_is_covered_here():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import tiny_umt5
-    import tiny_wan_vae
+    import tiny_weights
     from PIL import Image
     from safetensors.torch import save_file
     tmp = tmp_path_factory.mktemp("wan22")
     nodes_dir = tmp / "custom_nodes"
     nodes_dir.mkdir()
     (nodes_dir / "comfyui-framelevel").symlink_to(ROOT, target_is_directory=True)
-    (nodes_dir / "framelevel_tiny_models.py").symlink_to(ROOT / "tests" / "tiny_model_nodes.py")
+    (nodes_dir / "framelevel_tiny_models.py").symlink_to(ROOT / "tools" / "tiny_loader_nodes.py")
     models = tmp / "models" / "diffusion_models"
     models.mkdir(parents=True)
     for file_name, (variant, seed) in WEIGHTS.items():
         save_file(cs.variant_state_dict(variant, seed), str(models / file_name))
-    tiny_umt5.write_text_encoder(tmp / "models" / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
-                                 tiny_umt5.TinyUMT5(width=cs.TEXT_DIM))
+    tiny_weights.write_text_encoder(tmp / "models" / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                                    tiny_weights.TinyUMT5(width=cs.TEXT_DIM))
     (tmp / "models" / "vae").mkdir()
     for file_name, wan22 in (("wan_2.1_vae.safetensors", False), ("wan2.2_vae.safetensors", True)):
-        save_file(tiny_wan_vae.tiny_wan_vae_state_dict(wan22), str(tmp / "models" / "vae" / file_name))
+        save_file(tiny_weights.tiny_wan_vae_state_dict(wan22), str(tmp / "models" / "vae" / file_name))
     inputs = tmp / "input"
     inputs.mkdir()
     for image_name, colour in (("first_frame.png", (200, 60, 40)), ("last_frame.png", (40, 60, 200)),

@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -197,3 +198,108 @@ def test_check_only_refuses_files_outside_the_model_folders(name, tmp_path, monk
     assert code == 2 and f"node {vae_node} VAELoader.vae_name = {name!r}" in err and "Fix:" in err
     assert not (comfy / "custom_nodes").exists() and not (comfy / "models").exists()
     assert all(line.startswith("  - ") or "outside ComfyUI's model folders" in line for line in err.splitlines())
+
+
+# ---- errors that say what to do: the file, the host, the fix; never a traceback ----------------------
+VAE = "wan_2.1_vae.safetensors"
+
+
+def run_check_only(comfy: Path, capsys) -> tuple[int, str]:
+    """run_workflow --download --check-only on frame_prompts_t2v with only the VAE missing."""
+    for name, folder in (("wan2.1_t2v_1.3B_fp16.safetensors", "diffusion_models"),
+                         ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders")):
+        (comfy / "models" / folder).mkdir(parents=True, exist_ok=True)
+        (comfy / "models" / folder / name).write_bytes(b"present")
+    code = run_workflow.main(["--comfyui", str(comfy), "frame_prompts_t2v", "--download", "--check-only"])
+    return code, capsys.readouterr().err
+
+
+def assert_explained(err: str, *needles: str) -> None:
+    assert "Traceback" not in err and "error: download failed" in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) <= 3 and "Fix:" in err, err      # the error, its fix (and a progress bar line at most)
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+def test_an_unreachable_hub_names_the_host_and_hf_endpoint(tmp_path, monkeypatch, capsys):
+    closed = run_workflow.free_port()   # nothing listens there
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed}")
+    code, err = run_check_only(fake_comfyui(tmp_path), capsys)
+    assert code == 1
+    assert_explained(err, VAE, f"127.0.0.1:{closed} cannot be reached", "HF_ENDPOINT",
+                     f"download {model_files.MODEL_FILES[VAE].url} by hand into {tmp_path / 'ComfyUI/models/vae'}")
+
+
+def test_a_file_the_hub_lacks_says_404_and_names_the_mirror(tmp_path, monkeypatch, capsys):
+    with LoopbackHub({}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        code, err = run_check_only(fake_comfyui(tmp_path), capsys)
+    assert code == 1
+    assert_explained(err, VAE, f"127.0.0.1:{hub.port} has no {REPO}/{PATH} (HTTP 404)",
+                     f"HF_ENDPOINT={hub.endpoint} may not mirror", model_files.MODEL_FILES[VAE].url)
+
+
+def test_a_connection_closed_mid_file_keeps_the_part_and_the_rerun_resumes(tmp_path, monkeypatch, capsys):
+    comfy = fake_comfyui(tmp_path)
+    pin_test_content(monkeypatch, {VAE: CONTENT})
+    with LoopbackHub({f"{REPO}/{PATH}": HubFile(CONTENT, cut_after=100_000)}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        code, err = run_check_only(comfy, capsys)
+    assert code == 1
+    assert_explained(err, f"the download of {VAE} from 127.0.0.2:{hub.storage_port} broke off",
+                     "run the same command again: the download resumes from")
+    target = comfy / "models" / "vae" / VAE
+    assert not target.exists() and len(list(target.parent.glob("*.part"))) == 1
+    with LoopbackHub({f"{REPO}/{PATH}": HubFile(CONTENT)}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        code, err = run_check_only(comfy, capsys)
+    assert code == 0, err
+    assert target.read_bytes() == CONTENT and list(target.parent.glob("*.part")) == []
+
+
+def test_a_full_disk_says_how_much_to_free_and_keeps_the_part(tmp_path, monkeypatch):
+    import errno
+
+    huggingface_hub, _, build_hf_headers = hub_download._hub()
+
+    def http_get_filling_the_disk(url, handle, **kwargs):
+        handle.write(CONTENT[:100_000])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(hub_download, "_hub", lambda: (huggingface_hub, http_get_filling_the_disk, build_hf_headers))
+    target = tmp_path / VAE
+    with LoopbackHub({f"{REPO}/{PATH}": HubFile(CONTENT)}) as hub:
+        with pytest.raises(hub_download.DownloadError) as raised:
+            hub_download.download(REPO, PATH, target, endpoint=hub.endpoint)
+    message = str(raised.value)
+    assert f"the disk holding {tmp_path} is full (100 kB of 300 kB written)" in message, message
+    assert "free at least 200 kB there, then run the same command again" in message and VAE in message
+    assert len(message.splitlines()) == 2 and len(list(tmp_path.glob("*.part"))) == 1
+
+
+def test_without_huggingface_hub_the_runner_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)   # import fails
+    code, err = run_check_only(fake_comfyui(tmp_path), capsys)
+    assert code == 1
+    assert_explained(err, "needs the Python package huggingface_hub", "pip install huggingface_hub")
+
+
+def test_ctrl_c_during_a_download_says_the_rerun_resumes(tmp_path, monkeypatch, capsys):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(run_workflow, "download_missing", interrupted)
+    code, err = run_check_only(fake_comfyui(tmp_path), capsys)
+    assert code == 130 and "download interrupted" in err and "resumes" in err and "Traceback" not in err
+
+
+def test_the_missing_files_list_gives_sizes_or_says_size_unknown(tmp_path, capsys):
+    comfy = fake_comfyui(tmp_path)
+    code = run_workflow.main(["--comfyui", str(comfy), "frame_prompts_t2v", "--check-only"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "wan2.1_t2v_1.3B_fp16.safetensors (Wan diffusion model" in err and "2.84 GB" in err
+    assert "6.74 GB" in err and "254 MB" in err and model_files.MODEL_FILES[VAE].url in err
+    sizes = {name: f.size for name, f in model_files.MODEL_FILES.items()}
+    assert all(size is None or re.fullmatch(r"\d+(\.\d+)? [GM]B", size) for size in sizes.values()), sizes
+    assert model_files.MODEL_FILES["clip_vision_h.safetensors"].size_text == "size unknown"

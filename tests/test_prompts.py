@@ -3,6 +3,7 @@ import json
 import pytest
 from comfyui_framelevel.nodes.core.prompts import PromptScheduleError, compile_prompt_schedule, fit_index
 from comfyui_framelevel.nodes.core.story.spread import spread_boundaries, spread_evenly
+from comfyui_framelevel.nodes.core.story.text import join_prompt
 from comfyui_framelevel.nodes.story.expand import spread_beats
 from hypothesis import given
 from hypothesis import strategies as st
@@ -44,7 +45,18 @@ def test_keyframe_lines_in_each_unit(unit, text, expected):
 def test_prefix_suffix_and_length_in_pixels():
     schedule = compile_prompt_schedule("0: a cat", length=9, prefix="cinematic,", suffix="4k")
     assert schedule.latent_frames == 3
-    assert schedule.prompts == ("cinematic, a cat 4k",) * 3
+    assert schedule.prompts == ("cinematic, a cat, 4k",) * 3
+
+
+@pytest.mark.parametrize("parts, joined", [
+    (("dawn over a lake", "cinematic, natural light"), "dawn over a lake, cinematic, natural light"),
+    (("dawn over a lake.", "cinematic"), "dawn over a lake. cinematic"),
+    (("film still:", "a cat", "35mm"), "film still: a cat, 35mm"),
+    (("  wide   shot ", "", None, "4k!"), "wide shot, 4k!"),
+    (("", "  "), ""),
+])
+def test_parts_are_joined_with_a_comma_unless_they_end_in_punctuation(parts, joined):
+    assert join_prompt(*parts) == joined
 
 
 @pytest.mark.parametrize("text,frames,fragment", [

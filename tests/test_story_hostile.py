@@ -25,7 +25,7 @@ from comfyui_framelevel.nodes.core.prompts import (
 )
 from comfyui_framelevel.nodes.core.story.limits import MAX_LATENT_FRAMES, MAX_PIXEL_FRAMES
 from comfyui_framelevel.nodes.core.story.markers import foreign_mark, joined_mark_finder
-from comfyui_framelevel.nodes.core.story.text import join_prompt
+from comfyui_framelevel.nodes.core.story.text import join_clean_parts, join_prompt
 from comfyui_framelevel.nodes.core.story.timeline import timeline
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -178,20 +178,24 @@ def test_json_of_the_wrong_shape_is_refused_not_crashed():
     ("[per shot caption] a [shot cut] b [1", {"prefix": "x", "suffix": "] y"}),
     ("0: " + "9" * 300 + "\n4: b", {"prefix": "[", "suffix": "s]"}),
 ])
-def test_marks_assembled_across_the_joined_parts_are_refused(story, parts):
-    refused(story, "joined with the", "holds", "Fix:", **parts)
+def test_parts_joined_with_a_comma_assemble_no_mark(story, parts):
+    """The ", " between parts that end without punctuation breaks every bracketed mark (no mark holds
+    a comma): `[2` + `] a cat` reads `[2, ] a cat`, which reaches the encoder as words."""
+    schedule = assert_fast(story, **parts)
+    assert not isinstance(schedule, PromptScheduleError), schedule
+    assert all(foreign_mark(prompt) is None for prompt in schedule.unique), schedule.unique
 
 
 def test_a_long_prefix_is_read_once_not_once_per_prompt():
     lines = "\n".join(f"p{i}" for i in range(8000))
     schedule = assert_fast(lines, prefix="[ " * 500, suffix="[1", length=MAX_PIXEL_FRAMES)
-    assert schedule.prompts[0].startswith("[ [ ") and schedule.prompts[-1].endswith("p7999 [1")
+    assert schedule.prompts[0].startswith("[ [ ") and schedule.prompts[-1].endswith("p7999, [1")
     refused("\n".join(f"p{i}" for i in range(16000)), "characters", prefix="x" * 30000, length=MAX_PIXEL_FRAMES)
 
 
 def test_brackets_that_make_no_mark_are_kept():
     schedule = assert_fast("a cat", prefix="[note]", suffix="[draft", global_prompt="[ ]")
-    assert schedule.prompts[0] == "[ ] [note] a cat [draft"
+    assert schedule.prompts[0] == "[ ], [note], a cat, [draft"
 
 
 def test_timeline_answers_hostile_settings_with_an_error():
@@ -253,5 +257,5 @@ MARKISH = st.lists(st.sampled_from(["[", "]", ":", " ", "1", "22", ".", "-", "s"
 @given(before=MARKISH, prompt=MARKISH, after=MARKISH)
 def test_joined_mark_finder_agrees_with_reading_the_whole_joined_text(before, prompt, after):
     assume(prompt and not any(foreign_mark(part) for part in (before, prompt, after)))
-    whole = " ".join(part for part in (before, prompt, after) if part)
+    whole = join_clean_parts(before, prompt, after)
     assert (joined_mark_finder(before, after)(prompt) is not None) == (foreign_mark(whole) is not None), whole

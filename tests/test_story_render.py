@@ -9,6 +9,7 @@ from comfyui_framelevel.nodes.core.prompts import KEY_UNITS, PromptScheduleError
 from comfyui_framelevel.nodes.core.story.markers import foreign_mark
 from comfyui_framelevel.nodes.core.story.render import STYLES, render_story
 from comfyui_framelevel.nodes.core.story.spread import spread_boundaries
+from comfyui_framelevel.nodes.core.story.text import join_prompt
 from comfyui_framelevel.nodes.core.story.timeline import timeline
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -105,7 +106,7 @@ def test_holocine_shots_share_the_video_equally(shots, scene, frames):
     schedule = compile_latent(text, frames)
     bounds = spread_boundaries([1] * len(shots), frames)
     for shot, start, stop in zip(shots, bounds, bounds[1:]):
-        assert set(schedule.prompts[start:stop]) == {f"{scene} {shot}"}
+        assert set(schedule.prompts[start:stop]) == {join_prompt(scene, shot)}
 
 
 def test_render_refuses_what_would_read_back_differently():

@@ -184,6 +184,6 @@ def test_global_prompt_joins_every_frame_prompt():
     text = "[global caption] By a lake. [per shot caption] wide [shot cut] close"
     schedule = compile_prompt_schedule(text, length=2, unit="latent", global_prompt="Two friends,\n in autumn.",
                                        prefix="film still:", suffix="35mm")
-    assert schedule.prompts == ("Two friends, in autumn. By a lake. film still: wide 35mm",
-                                "Two friends, in autumn. By a lake. film still: close 35mm")
+    assert schedule.prompts == ("Two friends, in autumn. By a lake. film still: wide, 35mm",
+                                "Two friends, in autumn. By a lake. film still: close, 35mm")
     raises("a", "the global_prompt input: the prompt 'x | y' holds a | separator", global_prompt="x | y")

@@ -40,6 +40,11 @@ class ModelFile:
     path: str           # file inside it (its last part is the file name the loader uses)
     directory: str      # folder under ComfyUI/models
     sha256: str | None = None  # pinned SHA-256 of the content (None: not verified, see above)
+    size: str | None = None    # download size as the Hub's file page shows it (None: not verified)
+
+    @property
+    def size_text(self) -> str:
+        return self.size or "size unknown"
 
     @property
     def name(self) -> str:
@@ -55,8 +60,27 @@ class ModelFile:
 
 
 def _files(repo: str, directory: str, hashes: dict[str, str | None]) -> dict[str, ModelFile]:
-    return {name: ModelFile(repo, f"split_files/{directory}/{name}", directory, sha)
+    return {name: ModelFile(repo, f"split_files/{directory}/{name}", directory, sha, SIZES.get(name))
             for name, sha in hashes.items()}
+
+
+# Download sizes, read from the Comfy-Org pages on huggingface.co (a file's blob page, "Size of remote
+# file", or its folder's listing): split_files/diffusion_models/<file> blob pages for the 1.3B and
+# i2v 480p models and wan2.2_i2v_low_noise, the diffusion_models listing (main) for flf2v, the
+# text_encoders listing and commit dfcea77 (LFS sizes 6735906897 and 11366399385 bytes) for both
+# text encoders, the vae listing for wan_2.1_vae, Comfy-Org/Wan-2.2 (the Wan 2.2 repository under its
+# newer name) for the TI2V 5B model. A file missing here was not found on a Comfy-Org page: the
+# missing-files list says "size unknown" rather than a guess.
+SIZES = {
+    "wan2.1_t2v_1.3B_fp16.safetensors": "2.84 GB",
+    "wan2.1_i2v_480p_14B_fp16.safetensors": "32.8 GB",
+    "wan2.1_flf2v_720p_14B_fp16.safetensors": "32.8 GB",
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": "6.74 GB",
+    "umt5_xxl_fp16.safetensors": "11.4 GB",
+    "wan_2.1_vae.safetensors": "254 MB",
+    "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors": "14.3 GB",
+    "wan2.2_ti2v_5B_fp16.safetensors": "10 GB",
+}
 
 
 # Sources of the pins (huggingface.co, read from the pages' "SHA256:" / LFS "oid sha256:" lines):

@@ -8,6 +8,15 @@ files from Hugging Face (hub_download.py), check that every model file the workf
 (each missing file is named with the folder it belongs in, and nothing starts), start the ComfyUI
 server on a free local port, queue the workflow, wait for it, print the files it wrote, and stop the
 server. Standard library only (huggingface_hub for --download), so it runs with any Python.
+
+    python tools/run_workflow.py --comfyui ~/ComfyUI --smoke
+
+is the install check without weights: the main workflow (story_pmwd_30s) runs end to end in a
+temporary ComfyUI server of that checkout, on CPU, on tiny random stand-in model files
+(tools/tiny_weights.py) written into a temporary folder that the server reads through an extra model
+paths config, at 32x32 pixels with 2 steps. Nothing is written into the checkout's folders. The
+video is noise; the run shows that the pack loads, the graph validates, every node runs and the
+video file is written.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -103,7 +113,8 @@ def missing_models(workflow: dict, comfy_dir: Path) -> list[str]:
     lines = []
     for node_id, name, node in missing_files(workflow, comfy_dir):
         _, folders, what = MODEL_INPUTS[node["class_type"]]
-        known = " (python tools/run_workflow.py --download fetches it)" if name in MODEL_FILES else ""
+        model = MODEL_FILES.get(name)
+        known = f", {model.size_text}: --download fetches it, or download {model.url}" if model else ""
         lines.append(f"{name} ({what}, node {node_id} {node['class_type']}): put it in {comfy_dir / folders[0]}{known}")
     return lines
 
@@ -247,10 +258,125 @@ def output_files(history: dict, comfy_dir: Path) -> list[Path]:
     return files
 
 
+# -- --smoke: the install check on tiny stand-in weights ------------------------------------------------
+
+SMOKE_WORKFLOW = "story_pmwd_30s"
+SMOKE_SIZE = 32      # pixels, width and height (the frame count stays: the story's keys need it)
+SMOKE_STEPS = 2
+SMOKE_LOADERS = {"UNETLoader": "unet", "CLIPLoader": "text_encoder", "VAELoader": "vae"}
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov")
+
+
+def smoke_overrides(workflow: dict) -> list[str]:
+    """--set items that make `workflow` small: every latent video SMOKE_SIZE pixels square, every
+    scheduler SMOKE_STEPS steps (given first, so the user's own --set items win)."""
+    items = []
+    for node_id, node in workflow.items():
+        inputs = node.get("inputs", {})
+        if "width" in inputs and "height" in inputs and "length" in inputs:
+            items += [f"{node_id}.width={SMOKE_SIZE}", f"{node_id}.height={SMOKE_SIZE}"]
+        if node.get("class_type") == "BasicScheduler":
+            items.append(f"{node_id}.steps={SMOKE_STEPS}")
+    return items
+
+
+def stand_in_names(workflow: dict) -> list[str]:
+    """tools/tiny_weights.py options naming the files the workflow's loaders load (--unet NAME ...)."""
+    options = []
+    for node in workflow.values():
+        kind = SMOKE_LOADERS.get(node.get("class_type"))
+        name = node.get("inputs", {}).get(MODEL_INPUTS[node["class_type"]][0]) if kind else None
+        if isinstance(name, str):
+            options += [f"--{kind.replace('_', '-')}", name]
+    return options
+
+
+def write_stand_ins(workflow: dict, folder: Path, python: str, comfy_dir: Path) -> None:
+    """Write tiny random model files under the workflow's file names into folder/<kind> (a process of
+    ComfyUI's Python, which has torch; this script needs only the standard library)."""
+    command = [python, str(Path(__file__).with_name("tiny_weights.py")), str(folder), *stand_in_names(workflow)]
+    done = subprocess.run(command, env={**os.environ, "COMFYUI_PATH": str(comfy_dir)}, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"could not write the tiny stand-in model files with {python} (Fix: give the Python "
+                           f"that runs ComfyUI, --python /path/to/its/python):\n{done.stderr[-3000:]}")
+
+
+def smoke_custom_nodes(comfy_dir: Path, folder: Path) -> Path:
+    """A custom_nodes folder for the smoke server: the module that makes the stock loaders read the tiny
+    files, and this pack unless the checkout has it already (one copy loads, not two)."""
+    nodes = folder / "custom_nodes"
+    nodes.mkdir(parents=True, exist_ok=True)
+    (nodes / "framelevel_tiny_loaders.py").symlink_to(Path(__file__).with_name("tiny_loader_nodes.py"))
+    installed = comfy_dir / "custom_nodes" / PACK_NAME
+    if not (installed.is_symlink() or installed.exists()):
+        (nodes / PACK_NAME).symlink_to(PACK_ROOT, target_is_directory=True)
+    return nodes
+
+
+def smoke_paths_config(folder: Path, custom_nodes: Path) -> Path:
+    """An extra model paths config putting the temporary folders first (is_default), so a real model
+    file of the same name in the checkout is not the one loaded."""
+    lines = ["framelevel_smoke:", "  is_default: true", f"  custom_nodes: {custom_nodes}"]
+    lines += [f"  {kind}: {folder / 'models' / kind}" for kind in ("diffusion_models", "text_encoders", "vae")]
+    config = folder / "extra_model_paths.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def smoke_server(comfy_dir: Path, python: str, folder: Path, config: Path) -> ComfyServer:
+    """A CPU server of the checkout whose outputs, temporary files and user data stay in `folder`."""
+    for name in ("output", "temp", "user"):
+        (folder / name).mkdir(exist_ok=True)
+    return ComfyServer(comfy_dir, python, cpu=True, log_path=folder / "comfyui.log", extra_args=[
+        "--extra-model-paths-config", str(config), "--output-directory", str(folder / "output"),
+        "--temp-directory", str(folder / "temp"), "--user-directory", str(folder / "user")])
+
+
+def smoke_videos(history: dict, folder: Path) -> list[Path]:
+    """The non-empty video files the smoke run wrote."""
+    return [path for path in output_files(history, folder) if path.suffix in VIDEO_SUFFIXES
+            and path.is_file() and path.stat().st_size > 0]
+
+
+def run_smoke(args, comfy_dir: Path, workflow: dict) -> int:
+    """The install check: `workflow` (made small) on tiny stand-in weights in a temporary server."""
+    started = time.monotonic()
+    folder = Path(tempfile.mkdtemp(prefix="framelevel-smoke-"))
+    print(f"smoke test: tiny random stand-in model files in {folder} (nothing goes into {comfy_dir})")
+    try:
+        write_stand_ins(workflow, folder / "models", args.python, comfy_dir)
+        config = smoke_paths_config(folder, smoke_custom_nodes(comfy_dir, folder))
+        with smoke_server(comfy_dir, args.python, folder, config) as server:
+            server.wait_ready()
+            history = server.run(workflow, args.timeout)
+    except (RuntimeError, TimeoutError, OSError) as err:
+        print(f"error: smoke test failed: {err}. ComfyUI's log: {folder / 'comfyui.log'}", file=sys.stderr)
+        return 1
+    status = history.get("status", {})
+    if status.get("status_str") != "success":
+        print(f"error: smoke test failed: the workflow failed: {json.dumps(status.get('messages', []))[:4000]}\n"
+              f"ComfyUI's log: {folder / 'comfyui.log'}", file=sys.stderr)
+        return 1
+    videos = smoke_videos(history, folder)
+    if not videos:
+        print(f"error: smoke test failed: the workflow ran but wrote no video file; see {folder / 'comfyui.log'}",
+              file=sys.stderr)
+        return 1
+    print(f"smoke test passed in {time.monotonic() - started:.0f} s: the pack loaded, the graph validated, every node "
+          "ran and the video file was written.")
+    print("The video is noise: the model files were tiny random stand-ins, not Wan weights. For a real video run "
+          "the workflow with the model files (--download fetches them).")
+    for video in videos:
+        print(f"video: {video}")
+    print(f"(the stand-in files, the log and the video are in {folder}; delete it when done)")
+    return 0
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workflow", type=Path,
-                        help="API-format workflow: a path, or a name of workflows/api/ such as story_pmwd_30s")
+    parser.add_argument("workflow", type=Path, nargs="?",
+                        help="API-format workflow: a path, or a name of workflows/api/ such as story_pmwd_30s "
+                             f"(with --smoke: default {SMOKE_WORKFLOW})")
     parser.add_argument("--comfyui", type=Path, default=os.environ.get("COMFYUI_PATH"),
                         help="ComfyUI checkout (default: $COMFYUI_PATH)")
     parser.add_argument("--python", default=sys.executable, help="Python that runs ComfyUI")
@@ -262,7 +388,14 @@ def parse_args(argv=None):
     parser.add_argument("--download", action="store_true",
                         help="download missing model files from Hugging Face first (needs huggingface_hub; "
                              "resumes a broken download, checks the published SHA-256; HF_ENDPOINT is honoured)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="install check without weights: run the workflow small, on CPU, on tiny random "
+                             "stand-in model files in a temporary folder; the video is noise")
     args = parser.parse_args(argv)
+    if args.workflow is None and not args.smoke:
+        parser.error("give a workflow (a path, or a name of workflows/api/), or --smoke")
+    if args.smoke and (args.download or args.check_only):
+        parser.error("--smoke uses tiny stand-in model files: leave out --download and --check-only")
     if args.comfyui is None:
         parser.error("give --comfyui PATH or set COMFYUI_PATH to a ComfyUI checkout")
     return args
@@ -274,7 +407,7 @@ def main(argv=None) -> int:
     if not (comfy_dir / "main.py").is_file():
         print(f"error: {comfy_dir} is not a ComfyUI checkout (no main.py)", file=sys.stderr)
         return 2
-    path = workflow_path(args.workflow)
+    path = workflow_path(args.workflow or Path(SMOKE_WORKFLOW))
     try:
         workflow = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
@@ -284,7 +417,7 @@ def main(argv=None) -> int:
     if problem is not None:
         print(f"error: workflow {path} {problem}", file=sys.stderr)
         return 2
-    apply_overrides(workflow, args.overrides)
+    apply_overrides(workflow, (smoke_overrides(workflow) if args.smoke else []) + args.overrides)
     unsafe = unsafe_file_names(workflow)
     if unsafe:
         print(f"error: workflow {path} names files outside ComfyUI's model folders; nothing was done:",
@@ -292,11 +425,17 @@ def main(argv=None) -> int:
         for line in unsafe:
             print(f"  - {line}", file=sys.stderr)
         return 2
+    if args.smoke:
+        return run_smoke(args, comfy_dir, workflow)
     link_pack(comfy_dir)
     if args.download:
         try:
             download_missing(workflow, comfy_dir)
-        except Exception as err:  # noqa: BLE001  (ChecksumError, network and Hub errors: one clear line)
+        except KeyboardInterrupt:
+            print("\nerror: download interrupted. Fix: run the same command again: it resumes where it stopped "
+                  "(the partial file stays beside the target as NAME.<hash>.part)", file=sys.stderr)
+            return 130
+        except Exception as err:  # noqa: BLE001  (ChecksumError, DownloadError: a line or two naming the fix)
             print(f"error: download failed: {err}", file=sys.stderr)
             return 1
     missing = missing_models(workflow, comfy_dir)

@@ -17,7 +17,7 @@ from .markers import foreign_mark, joined_mark_finder, refuse_marks
 from .reading import KEY_UNITS, Reading
 from .relay import read_pipes, read_prompt_relay
 from .schedule import PromptSchedule
-from .text import join_prompt, shown, shown_value
+from .text import join_clean_parts, join_prompt, shown, shown_value
 
 READERS = {
     "json": read_json_object,
@@ -84,14 +84,14 @@ def _joined_prompts(layout: Layout, frames: list[str], options: StoryOptions) ->
     before = join_prompt(options.global_prompt, layout.shared, options.prefix)
     after = join_prompt(options.suffix)
     distinct = dict.fromkeys(frames)
-    size = sum(len(before) + len(prompt) + len(after) + 2 for prompt in distinct)
+    size = sum(len(before) + len(prompt) + len(after) + 4 for prompt in distinct)
     if size > MAX_SCHEDULE_CHARS:
         raise PromptScheduleError(
             f"the {len(distinct):,} distinct prompts joined with the global prompt, prefix and suffix "
             f"({len(before) + len(after):,} characters each) would make {size:,} characters, more than the "
             f"{MAX_SCHEDULE_CHARS:,} a schedule may hold. Fix: shorten the prefix, suffix or global prompt, or write "
             "fewer distinct prompts")
-    return {prompt: " ".join(part for part in (before, prompt, after) if part) for prompt in distinct}
+    return {prompt: join_clean_parts(before, prompt, after) for prompt in distinct}
 
 
 def _refuse_joined_marks(joined: dict[str, str], layout: Layout, options: StoryOptions) -> None:

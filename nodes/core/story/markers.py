@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import PromptScheduleError
-from .text import content_lines, shown, shown_value
+from .text import content_lines, join_clean_parts, shown, shown_value
 
 NUMBER = r"\d+(?:\.\d+)?"
 HOLOCINE_TAG = re.compile(r"\[\s*(?P<tag>global caption|per shot caption|shot cut)\s*\]", re.IGNORECASE)
@@ -112,7 +112,7 @@ def _head(text: str) -> tuple[str | None, bool]:
 
 
 def joined_mark_finder(before: str, after: str):
-    """prompt -> (syntax, description) of a mark that only `before + " " + prompt + " " + after` holds,
+    """prompt -> (syntax, description) of a mark that only `join_clean_parts(before, prompt, after)` holds,
     made of two or three parts (prefix `[2` + prompt `] a cat`), or None. The parts are cleaned text
     (single spaces) and each was checked alone. The fixed parts are read once here, so each call
     costs time in proportion to its prompt only, however long the prefix."""
@@ -125,10 +125,10 @@ def joined_mark_finder(before: str, after: str):
             head, runs_on = _head(prompt)
             rest = after_head if runs_on else ""
             if head is not None and rest is not None:
-                candidates.append(" ".join(part for part in (before_tail, head, rest) if part))
+                candidates.append(join_clean_parts(before_tail, head, rest))
         prompt_tail = _open_tail(prompt) if after and after_head is not None else None
         if prompt_tail is not None:
-            candidates.append(f"{prompt_tail} {after_head}")
+            candidates.append(join_clean_parts(prompt_tail, after_head))
         for candidate in candidates:
             mark = foreign_mark(candidate)
             if mark is not None:

@@ -58,6 +58,26 @@ def clean_prompt(prompt, where: str) -> str:
     return cleaned
 
 
+# A part ending in one of these is followed by a space only; any other part by ", ".
+PROMPT_PUNCTUATION = tuple(",.;:!?…")
+
+
+def separator_after(text: str) -> str:
+    """What goes between `text` and the next prompt part: " " after punctuation, else ", "."""
+    return " " if text.endswith(PROMPT_PUNCTUATION) else ", "
+
+
+def join_clean_parts(*parts: str) -> str:
+    """Already-cleaned parts joined the way prompts are written: "dawn over a lake" + "cinematic" ->
+    "dawn over a lake, cinematic", "a lake." + "cinematic" -> "a lake. cinematic"; empty parts skipped."""
+    joined = ""
+    for part in parts:
+        if part:
+            joined = f"{joined}{separator_after(joined)}{part}" if joined else part
+    return joined
+
+
 def join_prompt(*parts: str) -> str:
-    """Non-empty parts joined with single spaces (global prompt, prefix, prompt, suffix)."""
-    return " ".join(cleaned for cleaned in (_SPACES.sub(" ", p or "").strip() for p in parts) if cleaned)
+    """Non-empty parts (global prompt, prefix, prompt, suffix), each with its runs of white space made
+    one space, joined by join_clean_parts."""
+    return join_clean_parts(*(_SPACES.sub(" ", p or "").strip() for p in parts))
