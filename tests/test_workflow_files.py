@@ -1,6 +1,6 @@
 """The shipped workflow files, without ComfyUI: the template folder holds exactly the UI workflows and
 their thumbnails, every loader carries the download metadata of the file it loads (the Comfy-Org URLs
-ComfyUI's own templates use), the thumbnails are the workflows' schedule pictures, and the layout keeps
+ComfyUI's own templates use), the thumbnails are the workflows' story timelines, and the layout keeps
 its promises (groups around their nodes, no link through a node, a readable story node and view)."""
 
 import copy
@@ -113,27 +113,27 @@ def test_model_urls_are_the_ones_comfyuis_own_templates_use():
 
 
 @pytest.mark.parametrize("name", sorted(UI))
-def test_thumbnail_is_the_workflows_schedule_picture(name):
+def test_thumbnail_is_the_workflows_story_timeline(name):
     pytest.importorskip("PIL")
     import numpy as np
+    import templates
     import thumbnails
     from PIL import Image
 
-    def coarse(image):   # 8 x 8 pixel means: JPEG noise averages out, a different plan does not
+    def coarse(image):   # 8 x 8 pixel means: JPEG noise averages out, another story does not
         return np.asarray(image.convert("RGB").resize((image.width // 8, image.height // 8), Image.BOX), float)
 
     with Image.open(build_ui.UI_DIR / f"{name}.jpg") as shipped:
-        assert shipped.format == "JPEG" and shipped.width == thumbnails.THUMBNAIL_WIDTH
+        assert shipped.format == "JPEG" and shipped.size == (thumbnails.THUMBNAIL_WIDTH, thumbnails.THUMBNAIL_HEIGHT)
         shipped = coarse(shipped)
-    fresh = thumbnails.thumbnail(API[name])
-    assert shipped.shape == coarse(fresh).shape
-    assert np.abs(shipped - coarse(fresh)).mean() < 1.5     # JPEG noise only (about 0.6)
-    # the same workflow with another flow shift (other noise levels) draws a picture far outside that
-    unshifted = copy.deepcopy(API[name])
-    for node in unshifted.values():
-        if node["class_type"] == "ModelSamplingSD3":
-            node["inputs"]["shift"] = 1.0
-    assert np.abs(coarse(thumbnails.thumbnail(unshifted)) - shipped).mean() > 3.0
+    title = templates.title_of(name)
+    assert np.abs(shipped - coarse(thumbnails.thumbnail(API[name], title))).mean() < 1.5     # JPEG noise only
+    # a story cut to its first segment draws a picture far outside that
+    retold = copy.deepcopy(API[name])
+    story = next(n for n in retold.values() if n["class_type"] == "FrameLevelPromptSchedule")
+    story["inputs"]["text"] = thumbnails.story_segments(API[name])[0]["prompt"]
+    story["inputs"]["format"] = "auto"
+    assert np.abs(coarse(thumbnails.thumbnail(retold, title)) - shipped).mean() > 3.0
 
 
 def _boxes(ui: dict) -> dict[int, Box]:

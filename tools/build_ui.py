@@ -7,7 +7,8 @@
 
 The API file (workflows/api/NAME.api.json) is the source we edit; this writes the UI file
 workflows/NAME.json that the ComfyUI frontend opens (and its template browser lists) and the
-thumbnail workflows/NAME.jpg (thumbnails.py). The UI file is laid out for people by
+thumbnail workflows/NAME.jpg (thumbnails.py: the workflow's title from templates.py over the story's
+timeline). The UI file is laid out for people by
 ui_layout.py (groups Story, Models, Sampling, Output; no link through a node; the view fitted on
 open) and every loader node carries the download metadata of its model file (model_files.py).
 `ui_to_api` is the inverse (what the browser does on Queue).
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import model_files
 import node_specs
+import templates
 import ui_layout
 from node_specs import has_seed_control, is_widget
 
@@ -213,7 +215,7 @@ def write_ui(api_path: Path, object_info: dict) -> tuple[Path, Path]:
     ui_path = UI_DIR / f"{name}.json"
     thumbnails.pack_module("nodes.core.files").write_text_atomic(ui_path, json.dumps(api_to_ui(api, object_info),
                                                                                    indent=1) + "\n")
-    return ui_path, thumbnails.write_thumbnail(api, UI_DIR / f"{name}.jpg")
+    return ui_path, thumbnails.write_thumbnail(api, UI_DIR / f"{name}.jpg", templates.title_of(name))
 
 
 def main(argv: list[str]) -> int:

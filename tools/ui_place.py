@@ -41,10 +41,14 @@ GROUP_OF_CLASS = {
 
 STORY_CLASS = "FrameLevelPromptSchedule"
 STORY_WIDTH = 500          # graph px: about 65 characters of the story per line at the default font
+# graph px of the story node's body: its two text areas (story, global prompt) and the timeline under them
+# share what its other widgets leave (measured in 1.27.10: 820 would show 10 story lines and 8 timeline
+# rows, but then no main workflow fits whole and readable at full HD with the present bands)
+STORY_HEIGHT = 440
 DEFAULT_WIDTH = 250
 # (width, minimum body height) where the widgets alone do not say it: text areas and previews.
 SIZES = {
-    STORY_CLASS: (STORY_WIDTH, 440), "CLIPTextEncode": (320, 150), "FrameLevelPromptExpand": (420, 300),
+    STORY_CLASS: (STORY_WIDTH, STORY_HEIGHT), "CLIPTextEncode": (320, 150), "FrameLevelPromptExpand": (420, 300),
     "UNETLoader": (330, 0), "CLIPLoader": (330, 0), "VAELoader": (330, 0), "CLIPVisionLoader": (330, 0),
     "LoraLoaderModelOnly": (330, 0), "LoadImage": (280, 230), "FrameLevelAnchorFrames": (300, 0),
     "SaveVideo": (300, 220), "PreviewImage": (320, 300),
