@@ -3,7 +3,6 @@ compile off the event loop, bodies are capped, every answer is valid JSON and ne
 
 import concurrent.futures
 import json
-import os
 import sys
 import time
 import urllib.error
@@ -15,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import run_workflow  # noqa: E402
+from pack_server import pack_server  # noqa: E402
 
 pytestmark = pytest.mark.comfyui
 ROUTE = "/framelevel/story/timeline"
@@ -36,20 +36,8 @@ HOSTILE = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("hostile")
-    nodes_dir = tmp / "custom_nodes"
-    nodes_dir.mkdir()
-    (nodes_dir / run_workflow.PACK_NAME).symlink_to(ROOT, target_is_directory=True)
-    config = tmp / "extra_paths.yaml"
-    config.write_text(f"framelevel_hostile:\n  custom_nodes: {nodes_dir}\n")
-    instance = run_workflow.ComfyServer(Path(os.environ["COMFYUI_PATH"]), sys.executable, cpu=True,
-                                        extra_args=["--extra-model-paths-config", str(config)],
-                                        log_path=tmp / "server.log")
-    try:
-        instance.wait_ready()
+    with pack_server(tmp_path_factory.mktemp("hostile")) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 def post(url: str, raw: bytes) -> tuple[int, dict]:

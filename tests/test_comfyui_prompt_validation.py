@@ -2,7 +2,6 @@
 naming the input), before any node runs: no model is loaded for a graph that cannot sample."""
 
 import json
-import os
 import sys
 import urllib.error
 import urllib.request
@@ -13,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import run_workflow  # noqa: E402
+from pack_server import pack_server  # noqa: E402
 
 pytestmark = pytest.mark.comfyui
 UNET = "framelevel_validation_tiny.safetensors"   # listed, never loaded: validation stops first
@@ -21,21 +21,11 @@ UNET = "framelevel_validation_tiny.safetensors"   # listed, never loaded: valida
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("validation")
-    nodes_dir, unets = tmp / "custom_nodes", tmp / "diffusion_models"
-    nodes_dir.mkdir()
+    unets = tmp / "diffusion_models"
     unets.mkdir()
     (unets / UNET).write_bytes(b"not a model: loading it would fail loudly")
-    (nodes_dir / run_workflow.PACK_NAME).symlink_to(ROOT, target_is_directory=True)
-    config = tmp / "extra_paths.yaml"
-    config.write_text(f"framelevel_validation:\n  custom_nodes: {nodes_dir}\n  diffusion_models: {unets}\n")
-    instance = run_workflow.ComfyServer(Path(os.environ["COMFYUI_PATH"]), sys.executable, cpu=True,
-                                        extra_args=["--extra-model-paths-config", str(config)],
-                                        log_path=tmp / "server.log")
-    try:
-        instance.wait_ready()
+    with pack_server(tmp, diffusion_models=unets) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 def queue(server, prompt: dict) -> tuple[int, dict]:

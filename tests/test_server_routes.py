@@ -53,14 +53,23 @@ class FakeRequest:
         self.content = FakeStream(raw)
 
 
-def test_route_answers_the_parsers_timeline(monkeypatch):
+def _registered(monkeypatch) -> list:
+    """The routes register_routes adds to a stand-in of ComfyUI's running server."""
     web = pytest.importorskip("aiohttp.web")
     routes = web.RouteTableDef()
     server = types.ModuleType("server")
     server.PromptServer = SimpleNamespace(instance=SimpleNamespace(routes=routes))
     monkeypatch.setitem(sys.modules, "server", server)
     assert register_routes() is True
-    (route,) = list(routes)
+    return list(routes)
+
+
+def _route(monkeypatch):
+    return _registered(monkeypatch)[0].handler
+
+
+def test_route_answers_the_parsers_timeline(monkeypatch):
+    (route,) = _registered(monkeypatch)
     assert (route.method, route.path) == ("POST", ROUTE)
     story = {"text": "Scene 1:\na fox\nScene 2:\nthe fox drinks", "length": 33, "fps": 16}
     response = asyncio.run(route.handler(FakeRequest(story)))
@@ -69,16 +78,6 @@ def test_route_answers_the_parsers_timeline(monkeypatch):
     for bad in (["not", "an", "object"], b"{not json"):
         response = asyncio.run(route.handler(FakeRequest(bad)))
         assert response.status == 400 and json.loads(response.text)["ok"] is False
-
-
-def _route(monkeypatch):
-    web = pytest.importorskip("aiohttp.web")
-    routes = web.RouteTableDef()
-    server = types.ModuleType("server")
-    server.PromptServer = SimpleNamespace(instance=SimpleNamespace(routes=routes))
-    monkeypatch.setitem(sys.modules, "server", server)
-    assert register_routes() is True
-    return list(routes)[0].handler
 
 
 def _ask(handler, request):
