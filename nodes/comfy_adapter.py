@@ -199,7 +199,7 @@ def _refuse_extra_video_tokens(diffusion_model, conds: dict) -> None:
     found = extra_video_token_inputs(named, getattr(diffusion_model, "ref_conv", None) is not None)
     if found:
         raise FrameLevelInputError(
-            found[0].split(":")[0], found[0].split(": ", 1)[1],
+            "positive/negative", "; ".join(found),
             "adds video tokens that belong to no latent frame, which frame-level cross-attention cannot route",
             "remove that node from the conditioning, or sample without FrameLevelCrossAttention")
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from .validation import FrameLevelInputError
+
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 _NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 
@@ -168,11 +170,10 @@ MAX_STRING_CHARS = 200_000   # a widget's text: 40,000 words of story, far past 
 
 
 def check_widget_value(spec: Input, value) -> None:
-    """`value` fits `spec`'s declaration (choice, type, range, finite), else a ValueError naming the
-    input, the value and the fix."""
+    """`value` fits `spec`'s declaration (choice, type, range, finite), else the pack's
+    FrameLevelInputError naming the input, the value and the fix."""
     def refuse(problem: str, fix: str):
-        shown = repr(value)
-        raise ValueError(f"{spec.id} = {shown[:117] + '...' if len(shown) > 120 else shown}: {problem}. Fix: {fix}")
+        raise FrameLevelInputError(spec.id, value, problem, fix)
     if spec.io_type == "COMBO":
         if value not in spec.choices:
             refuse("is not one of this input's choices", f"choose one of {', '.join(map(str, spec.choices))}")

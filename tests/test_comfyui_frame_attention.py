@@ -159,18 +159,24 @@ def test_base_model_bit_identical_after_patched_run(setup):
     assert not any("cross_attn.forward" in name for name in model.object_patches)
 
 
+def tiny_i2v():
+    """A tiny random Wan I2V DiT, its ComfyUI MODEL and the frame-level patched clone, two prompts and
+    CLIP-vision features (257 image tokens)."""
+    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
+    dit = cs.tiny_dit(seed=2, model_type="i2v")
+    model = cs.comfy_wan_from_dit(dit)
+    contexts = [cs.padded_context(None, real, 32, seed=seed) for seed, real in enumerate((4, 6))]
+    clip_fea = torch.randn(1, 257, 1280, generator=torch.Generator().manual_seed(3))
+    return dit, model, apply_frame_level_cross_attention(model), contexts, clip_fea
+
+
 def test_i2v_image_tokens_stay_global():
     cs.import_comfy()
     import comfy.patcher_extension
     from comfyui_framelevel.kernels import pack_prompts
-    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
     from comfyui_framelevel.nodes.core.frame_text import FrameText
     from comfyui_framelevel.nodes.model_calls import FrameTextBatch
-    dit = cs.tiny_dit(seed=2, model_type="i2v")
-    model = cs.comfy_wan_from_dit(dit)
-    patched = apply_frame_level_cross_attention(model)
-    contexts = [cs.padded_context(None, real, 32, seed=seed) for seed, real in enumerate((4, 6))]
-    clip_fea = torch.randn(1, 257, 1280, generator=torch.Generator().manual_seed(3))
+    dit, model, patched, contexts, clip_fea = tiny_i2v()
     x, t, index = noise_for(7), torch.tensor([600.0]), [1, 0, 1]
     options = {"wrappers": {k: dict(v) for k, v in patched.wrappers.items()}}
     assert comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL in options["wrappers"]
@@ -204,14 +210,9 @@ def test_i2v_image_tokens_follow_the_running_comfyuis_attention_choices():
     with every keyword the running ComfyUI's own WanI2VCrossAttention passes there (0.33:
     low_precision_attention=False, since sage attention gives NaNs on those tokens)."""
     cs.import_comfy()
-    from comfyui_framelevel.nodes.comfy_adapter import apply_frame_level_cross_attention
     from comfyui_framelevel.nodes.core.frame_text import FrameText
     from comfyui_framelevel.nodes.model_calls import FrameTextBatch
-    dit = cs.tiny_dit(seed=2, model_type="i2v")
-    model = cs.comfy_wan_from_dit(dit)
-    patched = apply_frame_level_cross_attention(model)
-    contexts = [cs.padded_context(None, real, 32, seed=seed) for seed, real in enumerate((4, 6))]
-    clip_fea = torch.randn(1, 257, 1280, generator=torch.Generator().manual_seed(3))
+    dit, model, patched, contexts, clip_fea = tiny_i2v()
     x, t = noise_for(3), torch.tensor([600.0])
 
     def image_calls(patcher, **extra):

@@ -75,16 +75,24 @@ def safe_relative_name(name: str) -> bool:
         and not (len(name) > 1 and name[1] == ":") and ".." not in parts and not Path(name).is_absolute()
 
 
-def unsafe_file_names(workflow: dict) -> list[str]:
-    """One line per loader input naming a file outside its ComfyUI folder (absolute path or '..')."""
-    lines = []
+def loader_files(workflow: dict):
+    """(node id, node, input name, ComfyUI folders, what it is, file name) of every loader input of
+    the workflow that names a file (MODEL_INPUTS)."""
     for node_id, node in workflow.items():
         spec = MODEL_INPUTS.get(node.get("class_type"))
         if spec is None:
             continue
         input_name, folders, what = spec
         name = node.get("inputs", {}).get(input_name)
-        if isinstance(name, str) and not safe_relative_name(name):
+        if isinstance(name, str):
+            yield node_id, node, input_name, folders, what, name
+
+
+def unsafe_file_names(workflow: dict) -> list[str]:
+    """One line per loader input naming a file outside its ComfyUI folder (absolute path or '..')."""
+    lines = []
+    for node_id, node, input_name, folders, what, name in loader_files(workflow):
+        if not safe_relative_name(name):
             lines.append(f"node {node_id} {node['class_type']}.{input_name} = {name!r}: a {what} must be a file "
                          f"name inside {folders[0]} (no absolute path, no '..'). Fix: put the file in "
                          f"ComfyUI/{folders[0]} and give its name relative to that folder")
@@ -95,14 +103,7 @@ def missing_files(workflow: dict, comfy_dir: Path) -> list[tuple[str, str, dict]
     """(node id, file name, node) of every model (or input image) file the workflow loads that is not in
     its ComfyUI folder (only names inside the folder are looked up: see unsafe_file_names)."""
     missing = []
-    for node_id, node in workflow.items():
-        spec = MODEL_INPUTS.get(node.get("class_type"))
-        if spec is None:
-            continue
-        input_name, folders, _ = spec
-        name = node.get("inputs", {}).get(input_name)
-        if not isinstance(name, str):
-            continue
+    for node_id, node, _, folders, _, name in loader_files(workflow):
         if not safe_relative_name(name) or not any((comfy_dir / folder / name).is_file() for folder in folders):
             missing.append((node_id, name, node))
     return missing
